@@ -1,0 +1,429 @@
+"""The drboot command line. Thin: parse options, build settings, call one function in ``runs``.
+
+Startup imports no vendor library (kubernetes, paramiko, ansible_runner, git):
+commands import what they need when they run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from bootstrap import __version__
+from bootstrap.errors import BootstrapError, ConfigError, ExitCode
+
+if TYPE_CHECKING:
+    from bootstrap.engine.runner import RunResult
+    from bootstrap.engine.step import Pipeline
+    from bootstrap.runs import RunRequest, StateDir
+
+
+@dataclass
+class Deps:
+    """What commands get from outside; tests swap the pipelines (click's ``obj``)."""
+
+    pipelines: Callable[[], dict[str, Pipeline]] | None = None
+    state_dir: Path | None = None
+    output: str = "text"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def get_pipelines(self) -> dict[str, Pipeline]:
+        if self.pipelines is not None:
+            return self.pipelines()
+        from bootstrap.steps import pipelines
+
+        return pipelines()
+
+
+def _fail(err: BootstrapError, output: str) -> NoReturn:
+    if output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "error": err.format(),
+                    "exit_code": int(err.exit_code),
+                    "step": err.step,
+                    "target": err.target,
+                    "hint": err.hint,
+                }
+            )
+        )
+    else:
+        click.echo(click.style("error: ", fg="red", bold=True) + err.format(), err=True)
+    sys.exit(int(err.exit_code))
+
+
+class DrbootGroup(click.Group):
+    """Shows a ``BootstrapError`` once with its exit code; saves anything else as a crash."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BootstrapError as err:
+            deps = ctx.find_object(Deps)
+            _fail(err, deps.output if deps else "text")
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(ExitCode.INTERRUPTED)
+        except Exception as exc:
+            deps = ctx.find_object(Deps)
+            root = deps.state_dir if deps and deps.state_dir else None
+            from bootstrap.runs import default_state_dir
+
+            crash_dir = (root or default_state_dir()) / "crashes"
+            crash_dir.mkdir(parents=True, exist_ok=True)
+            path = crash_dir / f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.txt"
+            from bootstrap.fsutil import write_atomic
+
+            write_atomic(path, traceback.format_exc())
+            click.echo(
+                f"error: internal error ({type(exc).__name__}); traceback saved to {path}\n"
+                "  next: report it with that file",
+                err=True,
+            )
+            sys.exit(ExitCode.INTERNAL)
+
+
+output_option = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="text (live view on a terminal) or json (JSON lines on stdout).",
+)
+
+
+@click.group(cls=DrbootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="drboot")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    envvar="DRBOOT_STATE_DIR",
+    help="Journal, audit log, locks and run folders. [default: ~/.local/state/drboot]",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="Output format for every command.",
+)
+@click.pass_context
+def cli(ctx: click.Context, state_dir: Path | None, output: str) -> None:
+    """drboot: from nothing to a working GitOps cluster, on the worst day.
+
+    Exit codes: 0 ok, 2 usage or site-file error, 3 preflight refused, 4 step
+    failed (resumable), 5 timed out waiting, 6 site locked by another run,
+    70 internal error (traceback saved), 130 interrupted (resumable).
+    """
+    deps = ctx.ensure_object(Deps)
+    if state_dir is not None:
+        deps.state_dir = state_dir
+    deps.output = output
+
+
+def _deps(ctx: click.Context, output: str | None) -> Deps:
+    deps = ctx.ensure_object(Deps)
+    if output:
+        deps.output = output
+    return deps
+
+
+def _state(deps: Deps) -> StateDir:
+    from bootstrap.runs import StateDir, default_state_dir
+
+    return StateDir(deps.state_dir or default_state_dir())
+
+
+def _load(path: Path) -> tuple[Any, str]:
+    from bootstrap.siteload import load_site_text
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read site file: {exc.strerror}", path=str(path), hint="check the path"
+        ) from None
+    return load_site_text(text, str(path)), text
+
+
+def _request(deps: Deps, options: dict[str, Any], force_unlock: bool = False) -> RunRequest:
+    from bootstrap.runs import RunRequest
+
+    observers: list[Any] = []
+    if deps.output == "json":
+        from bootstrap.render.jsonlines import JsonLinesRenderer
+
+        observers.append(JsonLinesRenderer())
+    else:
+        from bootstrap.render.terminal import TerminalRenderer
+
+        observers.append(TerminalRenderer())
+    return RunRequest(
+        state=_state(deps), observers=observers, options=options, force_unlock=force_unlock
+    )
+
+
+def _finish(result: RunResult, deps: Deps) -> None:
+    if result.error is not None:
+        if deps.output == "json":
+            sys.exit(result.exit_code)  # the run.finished event already carries the error
+        click.echo(click.style("error: ", fg="red", bold=True) + result.error.format(), err=True)
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("site", type=click.Path(path_type=Path, dir_okay=False))
+@output_option
+@click.pass_context
+def validate(ctx: click.Context, site: Path, output: str | None) -> None:
+    """Check a site file; errors name the file, line and column."""
+    deps = _deps(ctx, output)
+    model, _ = _load(site)
+    if deps.output == "json":
+        click.echo(json.dumps({"ok": True, "site": model.name}))
+    else:
+        click.echo(f"{site}: ok (site {model.name})")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the site file (for editors)."""
+    from bootstrap.siteload import site_schema
+
+    click.echo(json.dumps(site_schema(), indent=2))
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False), default="site.yaml")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: Path, force: bool) -> None:
+    """Write a commented example site file."""
+    from bootstrap.fsutil import write_atomic
+    from bootstrap.site_example import EXAMPLE_SITE
+
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists", hint="choose another path or pass --force")
+    write_atomic(path, EXAMPLE_SITE, mode=0o644)
+    click.echo(f"wrote {path}; edit it, then `drboot validate {path}`")
+
+
+def _run_options(accept_slow_disk: str | None, trust_on_first_use: bool) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if accept_slow_disk:
+        opts["accept_slow_disk"] = accept_slow_disk
+    if trust_on_first_use:
+        opts["trust_on_first_use"] = True
+    return opts
+
+
+run_options = [
+    click.option(
+        "--accept-slow-disk",
+        metavar="REASON",
+        default=None,
+        help="Go on past a disk slower than the gate; the reason is audited.",
+    ),
+    click.option(
+        "--trust-on-first-use",
+        is_flag=True,
+        help="Accept unknown SSH host keys once; they are journalled and audited.",
+    ),
+    click.option(
+        "--force-unlock",
+        is_flag=True,
+        help="Take over the site lock of a run whose process is gone.",
+    ),
+    output_option,
+]
+
+
+def _with(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    def deco(f: Any) -> Any:
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+@cli.command()
+@click.argument("site", type=click.Path(path_type=Path, dir_okay=False))
+@_with(run_options)
+@click.pass_context
+def restore(
+    ctx: click.Context,
+    site: Path,
+    accept_slow_disk: str | None,
+    trust_on_first_use: bool,
+    force_unlock: bool,
+    output: str | None,
+) -> None:
+    """Restore SITE: from nothing to every application Synced and Healthy."""
+    from bootstrap.runs import start
+
+    deps = _deps(ctx, output)
+    model, text = _load(site)
+    pipeline = deps.get_pipelines()["restore"]
+    req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
+    _finish(start(pipeline, model, text, req), deps)
+
+
+@cli.command()
+@click.argument("site", type=click.Path(path_type=Path, dir_okay=False))
+@_with(run_options)
+@click.pass_context
+def drill(
+    ctx: click.Context,
+    site: Path,
+    accept_slow_disk: str | None,
+    trust_on_first_use: bool,
+    force_unlock: bool,
+    output: str | None,
+) -> None:
+    """Rehearse: provision a throw-away copy of SITE, restore, verify, report, tear down."""
+    from bootstrap.runs import start
+
+    deps = _deps(ctx, output)
+    model, text = _load(site)
+    pipeline = deps.get_pipelines()["drill"]
+    req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
+    _finish(start(pipeline, model, text, req), deps)
+
+
+@cli.command()
+@click.argument("run_id")
+@_with(run_options)
+@click.pass_context
+def resume(
+    ctx: click.Context,
+    run_id: str,
+    accept_slow_disk: str | None,
+    trust_on_first_use: bool,
+    force_unlock: bool,
+    output: str | None,
+) -> None:
+    """Continue a failed or killed run from its first unfinished step."""
+    from bootstrap.runs import resume as resume_run
+    from bootstrap.siteload import load_site_text
+
+    deps = _deps(ctx, output)
+    req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
+    _finish(resume_run(run_id, deps.get_pipelines(), load_site_text, req), deps)
+
+
+@cli.command()
+@click.argument("site", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--pipeline", type=click.Choice(["restore", "drill"]), default="restore")
+@output_option
+@click.pass_context
+def plan(ctx: click.Context, site: Path, pipeline: str, output: str | None) -> None:
+    """Dry run: observe only, and list what each step would change."""
+    from bootstrap.runs import RunRequest, dry_run
+
+    deps = _deps(ctx, output)
+    model, _ = _load(site)
+    result = dry_run(deps.get_pipelines()[pipeline], model, RunRequest(state=_state(deps)))
+    if deps.output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "site": model.name,
+                    "exit_code": result.exit_code,
+                    "steps": [e.to_dict() for e in result.plan],
+                }
+            )
+        )
+    else:
+        for e in result.plan:
+            click.echo(click.style(f"{e.step}", bold=True) + f"  {e.title}")
+            for c in e.changes:
+                click.echo(f"    would {c}")
+            for n in e.noops:
+                click.echo(f"    no change: {n}")
+            if e.unknown:
+                click.echo(f"    would run ({e.unknown})")
+            if e.error:
+                click.echo(click.style(f"    refused: {e.error}", fg="red"))
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@output_option
+@click.pass_context
+def status(ctx: click.Context, run_id: str | None, output: str | None) -> None:
+    """List runs, or show one run's steps with timings."""
+    from bootstrap.runs import status as get_status
+
+    deps = _deps(ctx, output)
+    runs, steps = get_status(_state(deps), run_id)
+    if deps.output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "runs": [r.__dict__ for r in runs],
+                    "steps": [dict(s.__dict__, seconds=s.seconds) for s in steps],
+                },
+                default=str,
+            )
+        )
+        return
+    for r in runs:
+        took = f"{r.ended - r.created:.1f}s" if r.ended else "-"
+        click.echo(f"{r.id}  {r.site}  {r.pipeline}  {r.status}  exit={r.exit_code}  {took}")
+    for s in steps:
+        secs = f"{s.seconds:.1f}s" if s.seconds is not None else ""
+        line = f"  {s.step_id:<24} {s.status:<8} {secs:>8}  attempts={s.attempts}  {s.summary}"
+        click.echo(line + (f"\n      {s.error}" if s.error else ""))
+
+
+@cli.group()
+def audit() -> None:
+    """The append-only, hash-chained audit log."""
+
+
+@audit.command("verify")
+@output_option
+@click.pass_context
+def audit_verify(ctx: click.Context, output: str | None) -> None:
+    """Check that no audit record was edited, reordered or deleted."""
+    deps = _deps(ctx, output)
+    log = _state(deps).audit
+    problems = log.verify()
+    if deps.output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "ok": not problems,
+                    "path": str(log.path),
+                    "problems": [p.__dict__ for p in problems],
+                }
+            )
+        )
+    else:
+        for p in problems:
+            click.echo(f"{log.path}:{p.line}: {p.reason}", err=True)
+        if not problems:
+            click.echo(f"{log.path}: intact")
+    if problems:
+        sys.exit(ExitCode.PREFLIGHT)
+
+
+def main() -> None:
+    cli(obj=Deps())
+
+
+if __name__ == "__main__":
+    main()
