@@ -147,15 +147,11 @@ def _state(deps: Deps) -> StateDir:
 
 
 def _load(path: Path) -> tuple[Any, str]:
-    from bootstrap.siteload import load_site_text
+    """The validated site and its exact text (the run folder keeps a copy for resume)."""
+    from bootstrap.siteload import load_site
 
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read site file: {exc.strerror}", path=str(path), hint="check the path"
-        ) from None
-    return load_site_text(text, str(path)), text
+    site = load_site(path)
+    return site, path.read_text()
 
 
 def _request(deps: Deps, options: dict[str, Any], force_unlock: bool = False) -> RunRequest:
@@ -277,7 +273,7 @@ def restore(
     model, text = _load(site)
     pipeline = deps.get_pipelines()["restore"]
     req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
-    _finish(start(pipeline, model, text, req), deps)
+    _finish(start(pipeline, model, text, req, site), deps)
 
 
 @cli.command()
@@ -299,7 +295,7 @@ def drill(
     model, text = _load(site)
     pipeline = deps.get_pipelines()["drill"]
     req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
-    _finish(start(pipeline, model, text, req), deps)
+    _finish(start(pipeline, model, text, req, site), deps)
 
 
 @cli.command()
@@ -318,9 +314,12 @@ def resume(
     from bootstrap.runs import resume as resume_run
     from bootstrap.siteload import load_site_text
 
+    def load(text: str, source: str, base: Path) -> Any:
+        return load_site_text(text, source, base_dir=base)
+
     deps = _deps(ctx, output)
     req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
-    _finish(resume_run(run_id, deps.get_pipelines(), load_site_text, req), deps)
+    _finish(resume_run(run_id, deps.get_pipelines(), load, req), deps)
 
 
 @cli.command()

@@ -92,9 +92,16 @@ def start(
     site: Any,
     site_text: str,
     req: RunRequest,
+    site_path: Path | None = None,
 ) -> RunResult:
-    """A new run of ``pipeline`` for ``site`` (its validated model and the exact text)."""
+    """A new run of ``pipeline`` for ``site`` (its validated model and the exact text).
+
+    ``site_path`` is where the text came from: relative paths in it are resolved
+    against its folder again when the run is resumed from the copy in the run folder.
+    """
     name = str(site.name)
+    if site_path is not None:
+        req.options.setdefault("site_dir", str(Path(site_path).resolve().parent))
     run_id = new_run_id(name)
     journal = req.state.journal()
     lock = SiteLock(req.state.root, name)
@@ -120,7 +127,7 @@ def start(
 def resume(
     run_id: str,
     pipelines: dict[str, Pipeline],
-    load_site_text: Callable[[str, str], Any],
+    load_site_text: Callable[[str, str, Path], Any],
     req: RunRequest,
 ) -> RunResult:
     """Continue ``run_id`` from its first unfinished step, with the site text it started with."""
@@ -144,7 +151,10 @@ def resume(
             )
         run_dir = req.state.run_dir(run_id)
         site_path = run_dir / SITE_COPY
-        site = load_site_text(site_path.read_text(), str(site_path))
+        base = row.options.get("site_dir")
+        site = load_site_text(
+            site_path.read_text(), str(site_path), Path(base) if base else site_path.parent
+        )
         lock = SiteLock(req.state.root, row.site)
         try:
             lock.acquire(run_id, force_unlock=req.force_unlock)

@@ -21,8 +21,13 @@ print("LOADED=" + ",".join(loaded))
 
 
 def test_help_imports_no_vendor_library() -> None:
-    res = subprocess.run([PYTHON, "-c", PROBE.format(vendor=VENDOR)], cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [PYTHON, "-c", PROBE.format(vendor=VENDOR)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     assert "Exit codes" in res.stdout
     assert "LOADED=\n" in res.stdout + "\n" and "LOADED=" in res.stdout
@@ -33,7 +38,8 @@ def test_help_imports_no_vendor_library() -> None:
 def test_every_subcommand_help_imports_no_vendor_library() -> None:
     for cmd in ["restore", "resume", "plan", "status", "validate", "drill"]:
         probe = PROBE.format(vendor=VENDOR).replace('["--help"]', f'["{cmd}", "--help"]')
-        res = subprocess.run([PYTHON, "-c", probe], cwd=REPO, capture_output=True, text=True,
-                             timeout=60)
+        res = subprocess.run(
+            [PYTHON, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
         assert res.returncode == 0, res.stderr
         assert res.stdout.split("LOADED=")[1].strip() == "", cmd

@@ -50,20 +50,33 @@ def _kill_at(proc: subprocess.Popen[str], step: str, kind: str, message: str | N
         ev = json.loads(line)
         if ev["kind"] == "run.started":
             run_id = ev["run_id"]
-        if ev["kind"] == kind and ev["step"] == step and (message is None or ev["message"] == message):
+        if (
+            ev["kind"] == kind
+            and ev["step"] == step
+            and (message is None or ev["message"] == message)
+        ):
             proc.send_signal(signal.SIGKILL)
             break
     else:
-        pytest.fail(f"process ended before {kind} of {step}: {proc.stderr.read() if proc.stderr else ''}")
+        pytest.fail(
+            f"process ended before {kind} of {step}: {proc.stderr.read() if proc.stderr else ''}"
+        )
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     return run_id
 
 
-@pytest.mark.parametrize(("step", "kind", "message"), KILL_POINTS,
-                         ids=[f"{s}-{m or 'boundary'}" for s, _, m in KILL_POINTS])
+@pytest.mark.parametrize(
+    ("step", "kind", "message"),
+    KILL_POINTS,
+    ids=[f"{s}-{m or 'boundary'}" for s, _, m in KILL_POINTS],
+)
 def test_sigkill_then_resume_applies_each_effect_once(
-    tmp_path: Path, site_file: Path, drboot_env: dict[str, str], step: str, kind: str,
+    tmp_path: Path,
+    site_file: Path,
+    drboot_env: dict[str, str],
+    step: str,
+    kind: str,
     message: str | None,
 ) -> None:
     env = dict(drboot_env, SIDEFX_DIR=str(tmp_path), SIDEFX_DELAY="0.15")
@@ -77,8 +90,14 @@ def test_sigkill_then_resume_applies_each_effect_once(
     assert status == "running"
     db.close()
 
-    res = subprocess.run([*SIDEFX, "--output", "json", "resume", run_id], env=env, cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [*SIDEFX, "--output", "json", "resume", run_id],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr + res.stdout
 
     acts = (tmp_path / "acts.log").read_text().splitlines()
@@ -86,14 +105,17 @@ def test_sigkill_then_resume_applies_each_effect_once(
 
     db = sqlite3.connect(Path(env["DRBOOT_STATE_DIR"]) / "journal.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    rows = db.execute("SELECT step_id, status FROM steps WHERE run_id=? ORDER BY position",
-                      (run_id,)).fetchall()
+    rows = db.execute(
+        "SELECT step_id, status FROM steps WHERE run_id=? ORDER BY position", (run_id,)
+    ).fetchall()
     assert rows == [(s, "done") for s in STEPS]
-    (status, code) = db.execute("SELECT status, exit_code FROM runs WHERE id=?",
-                                (run_id,)).fetchone()
+    (status, code) = db.execute(
+        "SELECT status, exit_code FROM runs WHERE id=?", (run_id,)
+    ).fetchone()
     assert (status, code) == ("ok", 0)
-    seqs = [r[0] for r in db.execute("SELECT seq FROM events WHERE run_id=? ORDER BY seq",
-                                     (run_id,))]
+    seqs = [
+        r[0] for r in db.execute("SELECT seq FROM events WHERE run_id=? ORDER BY seq", (run_id,))
+    ]
     assert seqs == list(range(1, len(seqs) + 1)), "event rows lost or duplicated"
     db.close()
 
@@ -104,8 +126,9 @@ def test_sigkill_then_resume_applies_each_effect_once(
         assert noops, "the step killed after acting must observe its effect and do nothing"
 
     # The audit log written by both processes is an intact chain.
-    audit = subprocess.run([*SIDEFX, "audit", "verify"], env=env, cwd=REPO,
-                           capture_output=True, text=True)
+    audit = subprocess.run(
+        [*SIDEFX, "audit", "verify"], env=env, cwd=REPO, capture_output=True, text=True
+    )
     assert audit.returncode == 0, audit.stderr
 
 
@@ -113,12 +136,19 @@ def test_resume_of_a_finished_run_is_refused(
     tmp_path: Path, site_file: Path, drboot_env: dict[str, str]
 ) -> None:
     env = dict(drboot_env, SIDEFX_DIR=str(tmp_path), SIDEFX_DELAY="0")
-    res = subprocess.run([*SIDEFX, "-o", "json", "restore", str(site_file)], env=env, cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [*SIDEFX, "-o", "json", "restore", str(site_file)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     run_id = json.loads(res.stdout.splitlines()[0])["run_id"]
-    again = subprocess.run([*SIDEFX, "resume", run_id], env=env, cwd=REPO,
-                           capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [*SIDEFX, "resume", run_id], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 2
     assert "already finished ok" in again.stderr
     assert (tmp_path / "acts.log").read_text().splitlines() == STEPS

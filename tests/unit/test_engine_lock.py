@@ -17,8 +17,14 @@ def test_two_concurrent_restores_exactly_one_runs(
 ) -> None:
     env = dict(drboot_env, SIDEFX_DIR=str(tmp_path), SIDEFX_DELAY="0.3")
     procs = [
-        subprocess.Popen([*SIDEFX, "-o", "json", "restore", str(site_file)], env=env, cwd=REPO,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [*SIDEFX, "-o", "json", "restore", str(site_file)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -34,30 +40,55 @@ def test_stale_lock_is_refused_then_force_unlock_or_resume(
     tmp_path: Path, site_file: Path, drboot_env: dict[str, str]
 ) -> None:
     env = dict(drboot_env, SIDEFX_DIR=str(tmp_path), SIDEFX_DELAY="0.3")
-    proc = subprocess.Popen([*SIDEFX, "-o", "json", "restore", str(site_file)], env=env,
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*SIDEFX, "-o", "json", "restore", str(site_file)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     run_id = json.loads(proc.stdout.readline())["run_id"]
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
 
-    again = subprocess.run([*SIDEFX, "restore", str(site_file)], env=env, cwd=REPO,
-                           capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [*SIDEFX, "restore", str(site_file)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 6
     assert "stale lock" in again.stderr and f"drboot resume {run_id}" in again.stderr
 
     # The dead run itself may continue.
-    res = subprocess.run([*SIDEFX, "resume", run_id], env=env, cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [*SIDEFX, "resume", run_id], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0, res.stderr
 
     # Kill another run, then start over with --force-unlock.
-    proc = subprocess.Popen([*SIDEFX, "-o", "json", "restore", str(site_file)], env=env,
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*SIDEFX, "-o", "json", "restore", str(site_file)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     proc.stdout.readline()
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    forced = subprocess.run([*SIDEFX, "restore", "--force-unlock", str(site_file)], env=env,
-                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    forced = subprocess.run(
+        [*SIDEFX, "restore", "--force-unlock", str(site_file)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert forced.returncode == 0, forced.stderr

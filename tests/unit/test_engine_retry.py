@@ -15,7 +15,9 @@ from bootstrap.errors import ExitCode, PermanentError, TransientError
 from bootstrap.events import Event, EventBus
 
 
-def _run(tmp_path: Path, pipeline: Pipeline, sleeps: list[float]) -> tuple[int, Journal, list[Event]]:
+def _run(
+    tmp_path: Path, pipeline: Pipeline, sleeps: list[float]
+) -> tuple[int, Journal, list[Event]]:
     journal = Journal(tmp_path / "j.sqlite")
     journal.create_run("r1", "site", pipeline.name, pipeline.ids(), {}, "")
     events: list[Event] = []

@@ -1,0 +1,212 @@
+"""The recovery kit under a key split among custodians (Shamir, any M of N).
+
+No single person can open the kit, and losing N-M shares loses nothing. The kit
+JSON is encrypted with AES-256-GCM (via ``adapters/shamir``) under a random 32-byte data
+key; the data key's two 16-byte halves are split with pycryptodome's Shamir (which
+only takes 16-byte secrets) using the same share indexes, so one printable share
+carries both halves::
+
+    drboot-share-2-of-5:3:9f0c2a7d41b3e6aa:<64 hex>:<8 hex checksum>
+                 i    N M  split id        share     sha256(prefix)[:4]
+
+The split id is also the bundle's associated data, so shares from another split
+are refused before any combining. A share that fails its checksum is named by
+position and file, never printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from bootstrap.adapters import shamir as shamir_adapter
+from bootstrap.errors import ConfigError
+from bootstrap.escrow import (
+    CorruptShare,
+    EscrowCorrupted,
+    EscrowMissing,
+    EscrowNotAgeFile,
+    EscrowTruncated,
+    MixedShares,
+    TooFewShares,
+)
+from bootstrap.escrow.age_file import commit_staged, discard_staged, stage_private_file
+from bootstrap.escrow.kit import RecoveryKit
+
+MAGIC: Final = b"DRBOOT-KIT-SHAMIR/1\n"
+_HEAD = struct.Struct(">8sBB12s")  # split id, threshold, count, nonce
+_SHARE_RE = re.compile(
+    r"^drboot-share-(\d+)-of-(\d+):(\d+):([0-9a-f]{16}):([0-9a-f]{64}):([0-9a-f]{8})$"
+)
+
+
+def _checksum(prefix: str) -> str:
+    return hashlib.sha256(prefix.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True, repr=False)
+class Share:
+    """One parsed custodian share; repr names it, never shows it."""
+
+    index: int
+    count: int
+    threshold: int
+    split_id: str
+    value: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"Share({self.index}-of-{self.count}, threshold={self.threshold}, "
+            f"split={self.split_id})"
+        )
+
+    def text(self) -> str:
+        """The printable form handed to a custodian."""
+        prefix = (
+            f"drboot-share-{self.index}-of-{self.count}:{self.threshold}:"
+            f"{self.split_id}:{self.value.hex()}"
+        )
+        return f"{prefix}:{_checksum(prefix)}"
+
+
+def parse_share(text: str, where: str = "share") -> Share:
+    """Parse and checksum one share; ``CorruptShare`` names ``where``, not the content."""
+    m = _SHARE_RE.match(text.strip())
+    if not m:
+        raise CorruptShare(
+            f"{where} is not a drboot share (expected drboot-share-I-of-N:M:split:hex:sum)",
+            hint="ask the custodian to re-read the share; it may be cut or mistyped",
+        )
+    index, count, threshold = int(m[1]), int(m[2]), int(m[3])
+    prefix = text.strip().rsplit(":", 1)[0]
+    if _checksum(prefix) != m[6]:
+        raise CorruptShare(
+            f"{where} ({index}-of-{count}) fails its checksum",
+            hint="ask that custodian to re-read the share; a character is wrong",
+        )
+    if not (1 <= index <= count and 1 <= threshold <= count):
+        raise CorruptShare(f"{where} has an impossible index/threshold")
+    return Share(index, count, threshold, m[4], bytes.fromhex(m[5]))
+
+
+def seal_kit(kit: RecoveryKit, threshold: int, count: int) -> tuple[bytes, list[Share]]:
+    """Encrypt the kit under a fresh data key; return the bundle and ``count`` shares."""
+    if not (2 <= threshold <= count <= 255):
+        raise ConfigError(
+            f"shamir escrow needs 2 <= threshold <= shares <= 255 (got {threshold} of {count})"
+        )
+    data_key = shamir_adapter.new_data_key()
+    split = os.urandom(8)
+    nonce = os.urandom(12)
+    head = MAGIC + _HEAD.pack(split, threshold, count, nonce)
+    bundle = head + shamir_adapter.aead_seal(data_key, nonce, kit.to_json(), head)
+    lo = shamir_adapter.split16(threshold, count, data_key[:16])
+    hi = shamir_adapter.split16(threshold, count, data_key[16:])
+    shares = [
+        Share(i, count, threshold, split.hex(), a + b)
+        for (i, a), (j, b) in zip(lo, hi, strict=True)
+        if i == j
+    ]
+    return bundle, shares
+
+
+def _parse_bundle(bundle: bytes, where: str) -> tuple[bytes, int, int, bytes, bytes]:
+    if not bundle.startswith(MAGIC):
+        if MAGIC.startswith(bundle):
+            raise EscrowTruncated(f"shamir escrow bundle {where} is empty or cut")
+        raise EscrowNotAgeFile(f"{where} is not a drboot shamir escrow bundle")
+    head_len = len(MAGIC) + _HEAD.size
+    if len(bundle) < head_len + 16:
+        raise EscrowTruncated(
+            f"shamir escrow bundle {where} is truncated",
+            hint="copy the bundle again from its source",
+        )
+    split, threshold, count, _nonce = _HEAD.unpack(bundle[len(MAGIC) : head_len])
+    return bundle[:head_len], threshold, count, split, bundle[head_len:]
+
+
+def open_kit(bundle: bytes, shares: Sequence[Share], where: str = "bundle") -> RecoveryKit:
+    """Combine shares and open the bundle; distinct errors for each way this fails."""
+    head, threshold, count, split, body = _parse_bundle(bundle, where)
+    by_index: dict[int, Share] = {}
+    for s in shares:
+        if s.split_id != split.hex():
+            raise MixedShares(
+                f"share {s.index}-of-{s.count} belongs to split {s.split_id}, "
+                f"the bundle {where} to split {split.hex()}",
+                hint="collect shares handed out with this bundle (same split id)",
+            )
+        by_index.setdefault(s.index, s)
+    if len(by_index) < threshold:
+        raise TooFewShares(
+            f"{len(by_index)} distinct valid share(s) for {where}; {threshold} of {count} needed",
+            hint=f"collect {threshold - len(by_index)} more custodian share(s)",
+        )
+    chosen = [by_index[i] for i in sorted(by_index)[:threshold]]
+    lo = shamir_adapter.combine16([(s.index, s.value[:16]) for s in chosen])
+    hi = shamir_adapter.combine16([(s.index, s.value[16:]) for s in chosen])
+    try:
+        plain = shamir_adapter.aead_open(lo + hi, head[-12:], body, head)
+    except shamir_adapter.BundleAuthFailed:
+        raise EscrowCorrupted(
+            f"shamir escrow bundle {where} does not authenticate with these shares "
+            "(bundle altered or truncated)",
+            hint="restore the bundle from another copy",
+        ) from None
+    return RecoveryKit.from_json(plain)
+
+
+def write_kit(
+    path: str | os.PathLike[str],
+    kit: RecoveryKit,
+    share_paths: Sequence[str | os.PathLike[str]],
+    threshold: int,
+) -> list[Path]:
+    """Write the bundle and one 0600 share file per custodian (all or nothing, mostly)."""
+    bundle, shares = seal_kit(kit, threshold, len(share_paths))
+    # All files are staged before any is renamed, so a failure part-way never leaves
+    # new shares next to an old bundle (or the reverse).
+    staged: list[tuple[Path, str | os.PathLike[str]]] = []
+    try:
+        for share, sp in zip(shares, share_paths, strict=True):
+            staged.append((stage_private_file(sp, (share.text() + "\n").encode()), sp))
+        staged.append((stage_private_file(path, bundle), path))
+    except BaseException:
+        discard_staged(staged)
+        raise
+    commit_staged(staged)
+    return [Path(sp) for sp in share_paths]
+
+
+def read_kit(
+    path: str | os.PathLike[str], share_paths: Sequence[str | os.PathLike[str]]
+) -> RecoveryKit:
+    """Read the bundle and whichever share files exist, then ``open_kit``."""
+    p = Path(path)
+    try:
+        bundle = p.read_bytes()
+    except FileNotFoundError:
+        raise EscrowMissing(
+            f"shamir escrow bundle {p} does not exist", hint="check the escrow path"
+        ) from None
+    shares: list[Share] = []
+    missing: list[str] = []
+    for sp in share_paths:
+        try:
+            text = Path(sp).read_text()
+        except FileNotFoundError:
+            missing.append(str(sp))
+            continue
+        shares.append(parse_share(text, where=f"share file {sp}"))
+    try:
+        return open_kit(bundle, shares, where=str(p))
+    except TooFewShares as exc:
+        if missing:
+            exc.message += f" (missing share files: {', '.join(missing)})"
+        raise
