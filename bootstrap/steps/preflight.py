@@ -15,7 +15,6 @@ from typing import Any
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
 from bootstrap.errors import PreflightError
-from bootstrap.steps.placeholder import not_yet
 from bootstrap.steps.registry import step
 
 
@@ -57,7 +56,24 @@ def check_references(ctx: StepContext) -> None:
     ctx.noop(f"{len(refs)} secret reference(s) resolve")
 
 
-@step("preflight-escrow", after=["preflight-references"], retry=RetryPolicy.none(), timeout=600)
+@step("preflight-escrow", after=["preflight-references"], retry=RetryPolicy.none(), timeout=900)
 def check_escrow(ctx: StepContext) -> None:
     """The escrow opens and every SealedSecret in the repo decrypts with its keys."""
-    not_yet(ctx, "escrow and SealedSecret verification in preflight", "issue 5")
+    from bootstrap.escrow.service import check_repo
+    from bootstrap.steps.common import kit
+
+    recovery = kit(ctx)
+    ctx.progress(
+        f"escrow opened: {len(recovery.sealing_keys)} sealing key(s)",
+        target=str(ctx.site.escrow.bundle),
+    )
+    if not ctx.site.sealed_secrets.verify_in_preflight:
+        ctx.noop("SealedSecret verification disabled (sealed_secrets.verify_in_preflight)")
+        return
+    ctx.progress("cloning and rendering the config repo", target=ctx.site.repo.url)
+    check = check_repo(ctx.site, recovery)
+    for warning in check.warnings:
+        ctx.audit("preflight warning", target=ctx.site.repo.url, warning=warning)
+    ctx.output("escrow_fingerprints", recovery.fingerprints())
+    ctx.output("repo", check.to_dict())
+    ctx.noop(f"escrow opens; {check.report.summary()} at {check.commit[:12]}")

@@ -1,0 +1,294 @@
+"""Escrow operations over a site: open the kit, verify the repo against it, back up, status.
+
+Shared by the `drboot escrow …` commands and the restore steps. Secret material
+stays in memory or in 0600 temporary files that are removed at once; what comes
+back to callers are counts, names and fingerprints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bootstrap.errors import EscrowError, PreflightError
+from bootstrap.escrow.backend import EscrowBackend, make_backend
+from bootstrap.escrow.kit import RecoveryKit, SealingKey
+from bootstrap.escrow.scan import VerifyReport, find_sealed_secrets, verify
+from bootstrap.fsutil import write_atomic
+
+KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
+LEGACY_KEY_NAME = "sealed-secrets-key"
+
+
+def _secret_ref_value(ref: Any) -> str | None:
+    """Read an {env}/{file} reference (for a passphrase file)."""
+    import os
+
+    if ref is None:
+        return None
+    if getattr(ref, "env", None):
+        return os.environ.get(str(ref.env))
+    if getattr(ref, "file", None):
+        return Path(str(ref.file)).expanduser().read_text().rstrip("\n")
+    return None
+
+
+def backend_for(site: Any) -> EscrowBackend:
+    """The escrow backend a site describes."""
+    esc = site.escrow
+    if esc.backend == "age":
+        passphrase_env = None
+        prompt = None
+        if esc.passphrase is not None:
+            if getattr(esc.passphrase, "env", None):
+                passphrase_env = str(esc.passphrase.env)
+            else:
+                ref = esc.passphrase
+
+                def prompt() -> str:
+                    value = _secret_ref_value(ref)
+                    if not value:
+                        raise EscrowError(
+                            "escrow passphrase file is empty", hint="check escrow.passphrase.file"
+                        )
+                    return value
+
+        return make_backend(
+            "age",
+            esc.bundle,
+            recipients=list(esc.recipients),
+            identity_files=list(esc.identity_files),
+            passphrase_env=passphrase_env,
+            prompt=prompt,
+        )
+    return make_backend("shamir", esc.bundle, share_paths=list(esc.shares), threshold=esc.threshold)
+
+
+def open_kit(site: Any) -> RecoveryKit:
+    """Decrypt the site's recovery kit (an ``EscrowError`` leaf names what is wrong)."""
+    kit = backend_for(site).read()
+    if kit.site != site.name:
+        raise EscrowError(
+            f"the escrow bundle holds the recovery kit of site {kit.site!r}, not {site.name!r}",
+            hint="check escrow.bundle in the site file",
+        )
+    return kit
+
+
+@contextlib.contextmanager
+def private_files(kit: RecoveryKit) -> Iterator[tuple[str | None, str | None]]:
+    """The kit's deploy key and known_hosts as 0600 files that vanish afterwards."""
+    with tempfile.TemporaryDirectory(prefix="drboot-git-") as tmp:
+        key = known = None
+        if kit.deploy_key:
+            key = str(write_atomic(Path(tmp) / "deploy_key", kit.deploy_key.rstrip("\n") + "\n"))
+        if kit.known_hosts:
+            known = str(write_atomic(Path(tmp) / "known_hosts", kit.known_hosts))
+        yield key, known
+
+
+@dataclass
+class RepoCheck:
+    """What preflight learnt about the config repo (no secrets)."""
+
+    url: str
+    revision: str
+    commit: str
+    path: str
+    report: VerifyReport
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "revision": self.revision,
+            "commit": self.commit,
+            "path": self.path,
+            "sealed_secrets": self.report.total,
+            "decrypted": self.report.ok,
+            "failures": [f.__dict__ for f in self.report.failures],
+            "key_usage": self.report.key_usage,
+            "seconds": round(self.report.seconds, 3),
+            "warnings": self.warnings,
+        }
+
+
+def check_repo(site: Any, kit: RecoveryKit) -> RepoCheck:
+    """Clone the repo at the site's revision, render the path, decrypt every SealedSecret.
+
+    Raises ``PreflightError`` listing every SealedSecret that does not open.
+    """
+    from bootstrap.adapters import git
+
+    repo = site.repo
+    with (
+        tempfile.TemporaryDirectory(prefix="drboot-repo-") as tmp,
+        private_files(kit) as (
+            key,
+            known,
+        ),
+    ):
+        dest = Path(tmp) / "repo"
+        commit = git.clone(repo.url, repo.revision, dest, ssh_key_file=key, known_hosts_file=known)
+        if not (dest / repo.path).is_dir():
+            raise PreflightError(
+                f"path {repo.path!r} does not exist in {repo.url} at {repo.revision} "
+                f"({commit[:12]})",
+                target=repo.url,
+                hint="check repo.path and repo.revision in the site file",
+            )
+        found = find_sealed_secrets(dest, repo.path)
+        report = verify(kit, found)
+    result = RepoCheck(repo.url, repo.revision, commit, repo.path, report)
+    if report.opened_with_compromised:
+        result.warnings.append(
+            f"{len(report.opened_with_compromised)} SealedSecret(s) open only with a key "
+            "labelled compromised: re-seal them"
+        )
+    if not report.passed:
+        lines = [
+            f"{f.namespace}/{f.name} ({f.source}): {f.reason}: {f.detail}" for f in report.failures
+        ]
+        raise PreflightError(
+            f"{len(report.failures)} of {report.total} SealedSecret(s) in {repo.url}@"
+            f"{commit[:12]}:{repo.path} cannot be decrypted with the escrowed keys:\n    "
+            + "\n    ".join(lines),
+            target=repo.url,
+            hint="back up the current controller keys (`drboot escrow backup`), or re-seal "
+            "these secrets, then run again",
+        )
+    return result
+
+
+# ---------------------------------------------------------------- backup and status
+
+
+def cluster_keys(kube: Any, namespace: str) -> list[SealingKey]:
+    """Every Sealed Secrets key Secret in the cluster (labelled, and the legacy one)."""
+    keys: dict[str, SealingKey] = {}
+    for secret in kube.list("v1", "Secret", namespace=namespace, label_selector=KEY_LABEL):
+        k = SealingKey.from_secret(secret)
+        keys[k.fingerprint] = k
+    legacy = kube.get("v1", "Secret", LEGACY_KEY_NAME, namespace=namespace)
+    if legacy is not None:
+        k = SealingKey.from_secret(legacy)
+        keys.setdefault(k.fingerprint, k)
+    return sorted(keys.values(), key=lambda k: k.not_before)
+
+
+@dataclass
+class BackupResult:
+    keys: list[dict[str, str]]
+    added: list[str]
+    kept: list[str]
+    path: str
+
+
+def backup(
+    site: Any,
+    kube: Any,
+    *,
+    k3s_token: str | None,
+    deploy_key: str | None,
+    known_hosts: str | None,
+) -> BackupResult:
+    """Export the cluster's keys into the escrow; keys already escrowed are kept (union).
+
+    Values not given (token, deploy key, known_hosts) are carried over from the
+    existing kit when it opens; a new kit without a k3s token is refused.
+    """
+    backend = backend_for(site)
+    old: RecoveryKit | None = None
+    if Path(site.escrow.bundle).exists():
+        old = open_kit(site)
+    found = cluster_keys(kube, site.sealed_secrets.namespace)
+    if not found:
+        raise EscrowError(
+            f"no Sealed Secrets key Secrets in namespace {site.sealed_secrets.namespace} "
+            f"(label {KEY_LABEL})",
+            target=kube.target if hasattr(kube, "target") else None,
+            hint="check --kubeconfig and sealed_secrets.namespace",
+        )
+    merged: dict[str, SealingKey] = {k.fingerprint: k for k in (old.sealing_keys if old else [])}
+    added = [k.fingerprint for k in found if k.fingerprint not in merged]
+    for k in found:
+        merged[k.fingerprint] = k  # the cluster's label (active/compromised) wins
+    token = k3s_token or (old.k3s_token if old else None)
+    if not token:
+        raise EscrowError(
+            "the recovery kit needs the k3s cluster token and there is no earlier kit to keep "
+            "it from",
+            hint="pass --k3s-token-file (on a k3s server: /var/lib/rancher/k3s/server/token)",
+        )
+    kit = RecoveryKit(
+        site=site.name,
+        sealing_keys=sorted(merged.values(), key=lambda k: k.not_before),
+        k3s_token=token,
+        deploy_key=deploy_key or (old.deploy_key if old else None),
+        known_hosts=known_hosts or (old.known_hosts if old else None),
+    )
+    backend.write(kit)
+    return BackupResult(
+        keys=[
+            {"fingerprint": k.fingerprint, "not_before": k.not_before.isoformat(), "label": k.label}
+            for k in kit.sealing_keys
+        ],
+        added=added,
+        kept=[f for f in merged if f not in added],
+        path=str(site.escrow.bundle),
+    )
+
+
+@dataclass
+class EscrowStatus:
+    created_at: str
+    age_days: float
+    keys: list[dict[str, str]]
+    warnings: list[str]
+    cluster_keys_missing: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.warnings
+
+
+def status(site: Any, kube: Any | None = None, now: dt.datetime | None = None) -> EscrowStatus:
+    """Is the escrow fresh enough? Older than the renewal period, or than a cluster key: warn."""
+    kit = open_kit(site)
+    now = now or dt.datetime.now(dt.UTC)
+    period = site.sealed_secrets.key_renewal_period
+    age = now - kit.created_at
+    warnings: list[str] = []
+    if age > period:
+        warnings.append(
+            f"escrow is {age.days} days old, older than the key renewal period "
+            f"({period.days} days): the controller has probably made a key the escrow lacks; "
+            "run `drboot escrow backup`"
+        )
+    missing: list[str] = []
+    if kube is not None:
+        escrowed = set(kit.fingerprints())
+        for k in cluster_keys(kube, site.sealed_secrets.namespace):
+            if k.fingerprint not in escrowed:
+                missing.append(k.fingerprint)
+        if missing:
+            warnings.append(
+                f"{len(missing)} key(s) in the cluster are not in the escrow "
+                f"({', '.join(missing)}): secrets sealed with them would be lost; "
+                "run `drboot escrow backup`"
+            )
+    return EscrowStatus(
+        created_at=kit.created_at.isoformat(),
+        age_days=round(age.total_seconds() / 86400, 2),
+        keys=[
+            {"fingerprint": k.fingerprint, "not_before": k.not_before.isoformat(), "label": k.label}
+            for k in kit.sealing_keys
+        ],
+        warnings=warnings,
+        cluster_keys_missing=missing,
+    )

@@ -1,0 +1,1 @@
+"""The lab: disposable Debian hosts (systemd-nspawn) on one Linux box, for drills and tests."""

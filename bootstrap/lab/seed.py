@@ -1,0 +1,208 @@
+"""Demo material for the lab: what the lost site would have left behind.
+
+A drill needs a config repo (git) with apps and SealedSecrets, and an escrow
+holding the keys those were sealed with. On a real site these come from the
+platform team's repo and from `drboot escrow backup`; for the lab and the
+tests, ``seed`` makes them: a fresh sealing key, an age identity, an encrypted
+recovery kit, and a git repository whose SealedSecrets are sealed to that key.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from bootstrap import sealing
+from bootstrap.escrow import age_file
+from bootstrap.escrow.kit import RecoveryKit, SealingKey
+from bootstrap.fsutil import private_dir, write_atomic
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+APP_NAMESPACE = "guestbook"
+OVERLAY = "apps/overlays/lab"
+
+
+@dataclass(frozen=True)
+class Seed:
+    root: Path
+    repo: Path
+    bundle: Path
+    identity: Path
+    fingerprint: str
+
+    @property
+    def repo_url(self) -> str:
+        return f"file://{self.repo}"
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=drboot lab",
+            "-c",
+            "user.email=lab@drboot.invalid",
+            "-c",
+            "init.defaultBranch=main",
+            *args,
+        ],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+def _dump(path: Path, docs: list[dict[str, object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+
+
+def write_repo(
+    repo: Path,
+    key: RSAPrivateKey,
+    *,
+    apps: int = 1,
+    extra_sealed: list[dict[str, object]] | None = None,
+) -> None:
+    """A kustomize config repo: ``apps`` guestbook-like apps, each needing a sealed Secret."""
+    repo.mkdir(parents=True, exist_ok=True)
+    resources = []
+    for i in range(apps):
+        name = f"guestbook-{i}" if apps > 1 else "guestbook"
+        base = repo / "apps" / "base" / name
+        password = secrets.token_urlsafe(18)
+        secret: dict[str, object] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"{name}-db", "namespace": APP_NAMESPACE},
+            "type": "Opaque",
+            "data": {"password": base64.b64encode(password.encode()).decode()},
+        }
+        sealed = sealing.seal_secret(key.public_key(), secret)
+        _dump(base / "sealedsecret.yaml", [sealed])
+        _dump(
+            base / "deployment.yaml",
+            [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": name, "namespace": APP_NAMESPACE},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": {"app": name}},
+                        "template": {
+                            "metadata": {"labels": {"app": name}},
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "web",
+                                        "image": "registry.invalid/guestbook:1",
+                                        "env": [
+                                            {
+                                                "name": "DB_PASSWORD",
+                                                "valueFrom": {
+                                                    "secretKeyRef": {
+                                                        "name": f"{name}-db",
+                                                        "key": "password",
+                                                    }
+                                                },
+                                            }
+                                        ],
+                                    }
+                                ]
+                            },
+                        },
+                    },
+                }
+            ],
+        )
+        _dump(
+            base / "service.yaml",
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": name, "namespace": APP_NAMESPACE},
+                    "spec": {"selector": {"app": name}, "ports": [{"port": 80, "protocol": "TCP"}]},
+                }
+            ],
+        )
+        _dump(
+            base / "kustomization.yaml",
+            [
+                {
+                    "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                    "kind": "Kustomization",
+                    "resources": ["deployment.yaml", "service.yaml", "sealedsecret.yaml"],
+                }
+            ],
+        )
+        resources.append(f"../../base/{name}")
+    ns_dir = repo / "apps" / "base" / "namespace"
+    _dump(
+        ns_dir / "namespace.yaml",
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APP_NAMESPACE}}],
+    )
+    _dump(
+        ns_dir / "kustomization.yaml",
+        [
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["namespace.yaml"],
+            }
+        ],
+    )
+    overlay = repo / OVERLAY
+    _dump(
+        overlay / "kustomization.yaml",
+        [
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [
+                    "../../base/namespace",
+                    *resources,
+                    *(["extra.yaml"] if extra_sealed else []),
+                ],
+            }
+        ],
+    )
+    if extra_sealed:
+        _dump(overlay / "extra.yaml", extra_sealed)
+    if not (repo / ".git").exists():
+        _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "config repo for the drboot lab", "--allow-empty")
+
+
+def seed(root: Path, site: str, *, apps: int = 1, key_bits: int = 4096) -> Seed:
+    """Create (or reuse) the lab's escrow and config repo under ``root``. Idempotent."""
+    from bootstrap.adapters.age import generate_identity
+
+    private_dir(root)
+    identity = root / "escrow" / "identity.txt"
+    bundle = root / "escrow" / "kit.age"
+    repo = root / "config-repo"
+    if bundle.exists() and identity.exists() and (repo / ".git").exists():
+        kit = age_file.read_kit(bundle, identity_files=[identity])
+        return Seed(root, repo, bundle, identity, kit.fingerprints()[0])
+    private_dir(root / "escrow")
+    secret_identity, recipient = generate_identity()
+    write_atomic(identity, secret_identity + "\n")
+    key, cert = sealing.generate_key(key_bits)
+    skey = SealingKey.from_pem("sealed-secrets-key-lab", sealing.private_key_pem(key), cert)
+    kit = RecoveryKit(site=site, sealing_keys=[skey], k3s_token=secrets.token_hex(32))
+    age_file.write_kit(bundle, kit, recipients=[recipient])
+    write_repo(repo, key, apps=apps)
+    return Seed(root, repo, bundle, identity, skey.fingerprint)

@@ -1,0 +1,9 @@
+"""Integration fixtures: the real API server and the lab hosts (plugin modules beside this)."""
+
+from tests.integration.conftest_apiserver import (  # noqa: F401
+    apiserver,
+    kube_bin_dir,
+    namespace,
+    upstream_dir,
+)
+from tests.integration.conftest_lab import lab, lab_hosts, lab_ssh  # noqa: F401
