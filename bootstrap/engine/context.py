@@ -131,6 +131,11 @@ class StepContext:
         )
         return not self.dry_run
 
+    def changed(self, change: str, *, target: str | None = None) -> None:
+        """Record a change a tool made while observing and acting in one go (Ansible)."""
+        self.changes.append(change if target is None else f"{target}: {change}")
+        self._emit("step.change", change, target, {"dry_run": False})
+
     def noop(self, reason: str, *, target: str | None = None) -> None:
         """Say why nothing needed doing."""
         self.noops.append(reason if target is None else f"{target}: {reason}")

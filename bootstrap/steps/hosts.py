@@ -2,30 +2,140 @@
 
 from __future__ import annotations
 
+import shlex
+
 from bootstrap.engine.context import StepContext
-from bootstrap.steps.placeholder import not_yet
+from bootstrap.engine.step import RetryPolicy
+from bootstrap.steps import common
 from bootstrap.steps.registry import step
 
 
 @step("provision", after=["preflight-escrow"], timeout=1800)
 def provision(ctx: StepContext) -> None:
     """Create the hosts the provider describes, or find the ones that already exist."""
-    not_yet(ctx, "host provisioning", "issue 3 (lab) and the cloud-provider issue")
+    prov = common.provider(ctx)
+    wanted = prov.wanted()
+    have = {h.name: h for h in prov.observe()}
+    missing = [n for n in wanted if n not in have]
+    if not missing:
+        ctx.noop(f"all {len(wanted)} host(s) exist: {', '.join(wanted)}", target=prov.kind)
+    elif ctx.will(f"create {len(missing)} host(s): {', '.join(missing)}", target=prov.kind):
+        for h in prov.create(missing, lambda m: ctx.progress(m, target=prov.kind)):
+            have[h.name] = h
+    else:
+        return
+    ctx.output("hosts", [have[n].to_dict() for n in wanted])
 
 
-@step("connect", after=["provision"], timeout=300)
+@step(
+    "connect",
+    after=["provision"],
+    timeout=300,
+    retry=RetryPolicy(attempts=5, backoff_initial=2, backoff_max=15),
+)
 def connect(ctx: StepContext) -> None:
     """Reach every host over SSH with a verified host key."""
-    not_yet(ctx, "SSH with host-key verification", "issue 4")
+    from bootstrap.adapters.ssh import SSHClient
+    from bootstrap.hostkeys import HostKeyExpectation, PublicKey, parse_known_hosts
+
+    known: tuple[object, ...] = ()
+    kh_file = ctx.site.ssh.known_hosts_file
+    if kh_file is not None and kh_file.exists():
+        known = tuple(parse_known_hosts(kh_file.read_text()))
+    tofu = bool(common.opt(ctx, "trust_on_first_use", ctx.site.ssh.trust_on_first_use))
+    keys: dict[str, dict[str, str]] = {}
+    for h in common.hosts(ctx):
+        expected = HostKeyExpectation(
+            provider_key=PublicKey.parse(h.host_public_key) if h.host_public_key else None,
+            pinned_fingerprint=h.host_key_fingerprint,
+            known_hosts=known,  # type: ignore[arg-type]
+            trust_on_first_use=tofu,
+        )
+        ctx.progress("connecting", target=h.name)
+        with SSHClient(
+            h.address,
+            h.ssh_port,
+            h.ssh_user or ctx.site.ssh.user,
+            common.ssh_key_file(ctx),
+            expected=expected,
+            sudo=ctx.site.ssh.use_sudo(),
+            connect_timeout=ctx.site.ssh.connect_timeout.total_seconds(),
+            step=ctx.step_id,
+        ) as client:
+            client.run("true", timeout=30)
+            trusted = client.trusted_key
+        keys[h.name] = {
+            "key": trusted.key.openssh(),
+            "fingerprint": trusted.fingerprint,
+            "source": trusted.source.value,
+        }
+        if trusted.record:
+            ctx.audit(
+                "trusted SSH host key on first use", target=h.name, fingerprint=trusted.fingerprint
+            )
+    ctx.output("host_keys", keys)
+    ctx.noop(f"{len(keys)} host(s) reachable, host keys verified", target="ssh")
 
 
-@step("disk-gate", after=["connect"], timeout=900)
+@step("disk-gate", after=["connect"], timeout=900, retry=RetryPolicy.none())
 def disk_gate(ctx: StepContext) -> None:
     """Refuse a disk too slow for etcd (fio p99 fdatasync over the threshold)."""
-    not_yet(ctx, "the fio disk-latency gate", "issue 4")
+    from bootstrap import diskgate
+
+    gate = ctx.site.disk_gate
+    if not gate.enabled:
+        ctx.noop("disk gate disabled in the site file (disk_gate.enabled: false)")
+        return
+    directory = str(gate.directory)
+    reason = common.opt(ctx, "accept_slow_disk")
+    verdicts = []
+    for h in common.servers(ctx):
+        client = common.ssh(ctx, h)
+        if client.run("command -v fio", check=False, timeout=30).rc != 0:
+            ctx.progress("installing fio", target=h.name)
+            client.run(
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q fio",
+                timeout=min(600.0, ctx.remaining()),
+            )
+        ctx.progress(f"fio fdatasync job in {directory}", target=h.name)
+        cmd = " ".join(shlex.quote(a) for a in diskgate.fio_command(directory))
+        runtime = int(gate.runtime_limit.total_seconds())
+        res = client.run(
+            f"mkdir -p {shlex.quote(directory)} && {cmd} --runtime={runtime} "
+            f"&& rm -f {shlex.quote(directory)}/{diskgate.FIO_JOB_NAME}.*",
+            timeout=runtime + 120,
+        )
+        verdict = diskgate.judge(res.stdout, host=h.name, threshold_ms=gate.p99_fdatasync_ms)
+        verdicts.append(verdict)
+        ctx.progress(verdict.summary(), target=h.name)
+        if diskgate.enforce(verdict, accept_slow_disk=reason):
+            ctx.audit(
+                "slow disk accepted by the operator",
+                target=h.name,
+                p99_ms=verdict.p99_ms,
+                threshold_ms=verdict.threshold_ms,
+                reason=reason,
+            )
+    ctx.output("verdicts", [v.__dict__ for v in verdicts])
+    ctx.noop("; ".join(f"{v.host}: p99 {v.p99_ms:.2f} ms" for v in verdicts))
 
 
 @step("prepare-hosts", after=["disk-gate"], timeout=1800)
 def prepare_hosts(ctx: StepContext) -> None:
     """Base packages, time sync, swap off, kernel settings, firewall (Ansible prepare-host)."""
-    not_yet(ctx, "host preparation with Ansible", "issue 4")
+    n = len(common.hosts(ctx))
+    if ctx.dry_run:
+        ctx.will(f"run prepare-host.yml on {n} host(s) (Ansible reports what changes)")
+        return
+    result = common.playbook(ctx, "prepare-host.yml")
+    _report(ctx, "prepare-host", result)
+
+
+def _report(ctx: StepContext, what: str, result: object) -> None:
+    changed: dict[str, int] = getattr(result, "changed", {})
+    for host, count in changed.items():
+        if count:
+            ctx.changed(f"{what}: {count} task(s) changed", target=host)
+    if not any(changed.values()):
+        ctx.noop(f"{what}: 0 changed on {len(changed)} host(s)")
+    ctx.output("changed", changed)

@@ -1,25 +1,202 @@
-"""Sealed Secrets keys: restored from escrow before the controller ever starts."""
+"""Sealed Secrets keys: restored from escrow before the controller ever starts.
+
+The failure this prevents: the controller starts before the old keys are back,
+generates a fresh key, and every SealedSecret in Git becomes undecryptable.
+So the key Secrets are created first; if a controller is found already running
+with a key the escrow does not know, that is reported, the escrowed keys are
+restored anyway, and the controller is restarted so it loads them.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 from bootstrap.engine.context import StepContext
-from bootstrap.steps.placeholder import not_yet
+from bootstrap.errors import PermanentError
+from bootstrap.escrow.kit import SealingKey
+from bootstrap.escrow.service import KEY_LABEL
+from bootstrap.steps import common
 from bootstrap.steps.registry import step
+
+MANIFESTS = Path(__file__).resolve().parent.parent / "manifests" / "sealed-secrets"
+CONTROLLER = "sealed-secrets-controller"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def _namespace(ctx: StepContext) -> str:
+    return str(ctx.site.sealed_secrets.namespace)
+
+
+def _controller_manifest(ctx: StepContext) -> list[dict[str, object]]:
+    from bootstrap.adapters.kube import load_manifest
+
+    ns = _namespace(ctx)
+    docs = load_manifest(MANIFESTS / "controller.yaml")
+    for d in docs:
+        meta = d.setdefault("metadata", {})
+        if "namespace" in meta:
+            meta["namespace"] = ns
+        for subject in d.get("subjects", []) or []:
+            subject["namespace"] = ns
+    return docs
 
 
 @step("restore-sealing-keys", after=["fetch-kubeconfig"], timeout=600)
 def restore_sealing_keys(ctx: StepContext) -> None:
     """Create the escrowed key Secrets (labelled) in the controller namespace."""
-    not_yet(ctx, "Sealed Secrets key restore", "issue 5")
+    kube = common.kube(ctx)
+    kit = common.kit(ctx)
+    ns = _namespace(ctx)
+    if kube.get("v1", "Namespace", ns) is None and ctx.will(f"create namespace {ns}"):
+        kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    escrowed = set(kit.fingerprints())
+    present = {
+        SealingKey.from_secret(s).fingerprint: s["metadata"]["name"]
+        for s in kube.list("v1", "Secret", namespace=ns, label_selector=KEY_LABEL)
+    }
+    foreign = sorted(fp for fp in present if fp not in escrowed)
+    created = 0
+    for key in kit.sealing_keys:
+        existing = kube.get("v1", "Secret", key.name, namespace=ns)
+        if existing is not None:
+            have = SealingKey.from_secret(existing).fingerprint
+            if have != key.fingerprint:
+                raise PermanentError(
+                    f"Secret {ns}/{key.name} holds key {have}, not the escrowed {key.fingerprint}",
+                    target=f"{ns}/{key.name}",
+                    hint="a different key under the same name is never overwritten: inspect it, "
+                    "back it up (`drboot escrow backup`), delete it, then resume",
+                )
+            ctx.noop(f"key {key.fingerprint} already restored", target=f"{ns}/{key.name}")
+            continue
+        if ctx.will(f"restore key {key.fingerprint} ({key.label})", target=f"{ns}/{key.name}"):
+            kube.create(key.to_secret(ns))
+            created += 1
+    running = kube.get("apps/v1", "Deployment", CONTROLLER, namespace=ns)
+    if running is not None:
+        ctx.audit(
+            "Sealed Secrets controller was already running before its keys were restored",
+            target=f"{ns}/{CONTROLLER}",
+            foreign_keys=foreign,
+        )
+        if foreign:
+            ctx.progress(
+                f"controller generated key(s) {foreign} before the restore: "
+                "restarting it so it loads the escrowed keys",
+                target=CONTROLLER,
+            )
+        if created and ctx.will(
+            "restart the controller so it loads the restored keys", target=f"{ns}/{CONTROLLER}"
+        ):
+            _restart(kube, running)
+    ctx.output(
+        "restored",
+        [
+            {
+                "name": k.name,
+                "fingerprint": k.fingerprint,
+                "label": k.label,
+                "not_before": k.not_before.isoformat(),
+            }
+            for k in kit.sealing_keys
+        ],
+    )
+    ctx.output("foreign_keys", foreign)
+    _renewal_warning(ctx)
+
+
+def _restart(kube: object, deployment: dict[str, object]) -> None:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    meta = deployment["metadata"]
+    assert isinstance(meta, dict)
+    kube.patch(  # type: ignore[attr-defined]
+        "apps/v1",
+        "Deployment",
+        meta["name"],
+        {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}},
+        namespace=meta["namespace"],
+    )
+
+
+def _renewal_warning(ctx: StepContext) -> None:
+    kit = common.kit(ctx)
+    newest = kit.newest_key_not_before()
+    period = ctx.site.sealed_secrets.key_renewal_period
+    if newest is not None and dt.datetime.now(dt.UTC) - newest > period:
+        msg = (
+            f"the newest restored key is from {newest.date()}, older than the renewal period "
+            f"({period.days} days): the controller will create a new key at once, so take a "
+            "fresh `drboot escrow backup` after the restore"
+        )
+        ctx.output("warning", msg)
+        ctx.audit("escrow backup due after restore", warning=msg)
 
 
 @step("install-sealed-secrets", after=["restore-sealing-keys"], timeout=900)
 def install_sealed_secrets(ctx: StepContext) -> None:
     """Install the Sealed Secrets controller, after its keys are in place."""
-    not_yet(ctx, "Sealed Secrets controller install", "issue 5")
+    from bootstrap.adapters.kube import load_manifest
+
+    kube = common.kube(ctx)
+    ns = _namespace(ctx)
+    crd = kube.get(
+        "apiextensions.k8s.io/v1", "CustomResourceDefinition", "sealedsecrets.bitnami.com"
+    )
+    dep = kube.get("apps/v1", "Deployment", CONTROLLER, namespace=ns)
+    if crd is not None and dep is not None:
+        ctx.noop("CRD and controller present")
+    elif ctx.will(f"install the SealedSecret CRD and the controller in {ns}"):
+        kube.apply_manifest(
+            load_manifest(MANIFESTS / "crd.yaml") + _controller_manifest(ctx), namespace=ns
+        )
+    else:
+        return
+    ctx.progress("waiting for the controller Deployment to become available", target=CONTROLLER)
+    kube.wait_for(
+        "apps/v1",
+        "Deployment",
+        CONTROLLER,
+        _available,
+        ns,
+        timeout=min(300.0, ctx.remaining()),
+        what="available",
+    )
+
+
+def _available(obj: dict[str, object] | None) -> bool:
+    if not obj:
+        return False
+    status = obj.get("status") or {}
+    assert isinstance(status, dict)
+    return any(
+        c.get("type") == "Available" and c.get("status") == "True"
+        for c in status.get("conditions", []) or []
+    )
 
 
 @step("verify-sealing-key", after=["install-sealed-secrets"], timeout=600)
 def verify_sealing_key(ctx: StepContext) -> None:
     """The controller serves a certificate whose fingerprint is an escrowed key."""
-    not_yet(ctx, "controller certificate check", "issue 5")
+    from cryptography import x509
+
+    from bootstrap import sealing
+
+    kube = common.kube(ctx)
+    ns = _namespace(ctx)
+    if ctx.dry_run:
+        ctx.will("fetch /v1/cert.pem from the controller through the service proxy")
+        return
+    pem = kube.proxy_get(ns, CONTROLLER, 8080, "/v1/cert.pem")
+    cert = x509.load_pem_x509_certificate(pem)
+    fp = sealing.fingerprint(cert.public_key())  # type: ignore[arg-type]
+    escrowed = common.kit(ctx).fingerprints()
+    if fp not in escrowed:
+        raise PermanentError(
+            f"the controller serves key {fp}, which is not in the escrow ({', '.join(escrowed)}): "
+            "it started without the restored keys and generated its own",
+            target=f"{ns}/{CONTROLLER}",
+            hint="restart the controller (its keys are restored now), then resume",
+        )
+    ctx.output("serving_fingerprint", fp)
+    ctx.noop(f"controller serves escrowed key {fp}", target=f"{ns}/{CONTROLLER}")

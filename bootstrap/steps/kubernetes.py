@@ -2,18 +2,92 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 from bootstrap.engine.context import StepContext
-from bootstrap.steps.placeholder import not_yet
+from bootstrap.engine.step import RetryPolicy
+from bootstrap.errors import PermanentError
+from bootstrap.fsutil import write_atomic
+from bootstrap.steps import common
+from bootstrap.steps.hosts import _report
 from bootstrap.steps.registry import step
+
+K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 
 
 @step("install-k3s", after=["prepare-hosts"], timeout=3600)
 def install_k3s(ctx: StepContext) -> None:
     """Install k3s with the escrowed cluster token (Ansible k3s playbook)."""
-    not_yet(ctx, "k3s installation", "issue 4")
+    k8s = ctx.site.kubernetes
+    n = len(common.hosts(ctx))
+    airgap = common.provider(ctx).airgap_dir() if k8s.install == "airgap" else None
+    if airgap is None and k8s.airgap_dir is not None:
+        airgap = Path(k8s.airgap_dir)
+    source = "airgap" if airgap is not None else "download"
+    if ctx.dry_run:
+        ctx.will(f"run k3s.yml ({k8s.topology}, {source}, {k8s.version}) on {n} host(s)")
+        return
+    group_vars: dict[str, object] = {
+        "k3s_version": k8s.version,
+        "k3s_install_source": source,
+        "k3s_tls_sans": list(k8s.tls_sans),
+    }
+    if airgap is not None:
+        group_vars["k3s_airgap_dir"] = str(airgap)
+        if (airgap / "STANDIN.txt").exists():
+            group_vars["k3s_verify_version"] = False
+            ctx.progress("using the LAB STAND-IN for the k3s binary", target=str(airgap))
+    else:
+        if k8s.download_url:
+            group_vars["k3s_download_url"] = k8s.download_url
+        group_vars["k3s_sha256"] = k8s.sha256 or ""
+    token = common.kit(ctx).k3s_token
+    result = common.playbook(
+        ctx, "k3s.yml", group_vars=group_vars, secret_vars={"k3s_token": token}
+    )
+    _report(ctx, "k3s", result)
 
 
-@step("fetch-kubeconfig", after=["install-k3s"], timeout=600)
+def write_kubeconfig(ctx: StepContext) -> Path:
+    """Fetch k3s.yaml from the first server, point it at the server's address, store it 0600."""
+    first = common.servers(ctx)[0]
+    raw = common.ssh(ctx, first).get(K3S_KUBECONFIG)
+    doc = yaml.safe_load(raw)
+    try:
+        for cluster in doc["clusters"]:
+            cluster["cluster"]["server"] = f"https://{first.address}:6443"
+    except (KeyError, TypeError):
+        raise PermanentError(
+            f"{K3S_KUBECONFIG} on {first.name} is not a kubeconfig",
+            target=first.name,
+            hint="check the k3s service on that host",
+        ) from None
+    path = common.kubeconfig_path(ctx)
+    write_atomic(path, yaml.safe_dump(doc))
+    ctx.on_close(lambda: path.unlink(missing_ok=True))
+    return path
+
+
+@step(
+    "fetch-kubeconfig",
+    after=["install-k3s"],
+    timeout=600,
+    retry=RetryPolicy(attempts=5, backoff_initial=3, backoff_max=20),
+)
 def fetch_kubeconfig(ctx: StepContext) -> None:
     """Fetch the kubeconfig from the first server (0600, run folder) and wait for /readyz."""
-    not_yet(ctx, "kubeconfig fetch and API wait", "issue 4")
+    first = common.servers(ctx)[0]
+    if ctx.dry_run:
+        ctx.will(f"fetch {K3S_KUBECONFIG} from {first.name} and wait for the API")
+        return
+    path = write_kubeconfig(ctx)
+    client = common.kube(ctx)
+    ctx.progress("waiting for /readyz", target=f"https://{first.address}:6443")
+    client.wait_ready(
+        timeout=min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining())
+    )
+    common.provider(ctx).on_cluster_ready(path, lambda m: ctx.progress(m, target="lab"))
+    ctx.output("api_server", f"https://{first.address}:6443")
+    ctx.noop(f"API answers at https://{first.address}:6443 (kubeconfig kept only for this run)")
