@@ -237,6 +237,12 @@ run_options = [
         help="Accept unknown SSH host keys once; they are journalled and audited.",
     ),
     click.option(
+        "--until",
+        metavar="STEP",
+        default=None,
+        help="Stop (resumably) after this step; `drboot resume RUN_ID` goes on from there.",
+    ),
+    click.option(
         "--force-unlock",
         is_flag=True,
         help="Take over the site lock of a run whose process is gone.",
@@ -254,6 +260,17 @@ def _with(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
     return deco
 
 
+def _check_until(until: str | None, pipelines: list[Pipeline]) -> str | None:
+    if until is None:
+        return None
+    known = [sid for p in pipelines for sid in p.ids()]
+    if until not in known:
+        raise ConfigError(
+            f"--until {until}: no such step", hint="steps: " + ", ".join(dict.fromkeys(known))
+        )
+    return until
+
+
 @cli.command()
 @click.argument("site", type=click.Path(path_type=Path, dir_okay=False))
 @_with(run_options)
@@ -263,6 +280,7 @@ def restore(
     site: Path,
     accept_slow_disk: str | None,
     trust_on_first_use: bool,
+    until: str | None,
     force_unlock: bool,
     output: str | None,
 ) -> None:
@@ -273,6 +291,7 @@ def restore(
     model, text = _load(site)
     pipeline = deps.get_pipelines()["restore"]
     req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
+    req.until = _check_until(until, [pipeline])
     _finish(start(pipeline, model, text, req, site), deps)
 
 
@@ -285,6 +304,7 @@ def drill(
     site: Path,
     accept_slow_disk: str | None,
     trust_on_first_use: bool,
+    until: str | None,
     force_unlock: bool,
     output: str | None,
 ) -> None:
@@ -295,6 +315,7 @@ def drill(
     model, text = _load(site)
     pipeline = deps.get_pipelines()["drill"]
     req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
+    req.until = _check_until(until, [pipeline])
     _finish(start(pipeline, model, text, req, site), deps)
 
 
@@ -307,6 +328,7 @@ def resume(
     run_id: str,
     accept_slow_disk: str | None,
     trust_on_first_use: bool,
+    until: str | None,
     force_unlock: bool,
     output: str | None,
 ) -> None:
@@ -319,6 +341,7 @@ def resume(
 
     deps = _deps(ctx, output)
     req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
+    req.until = _check_until(until, list(deps.get_pipelines().values()))
     _finish(resume_run(run_id, deps.get_pipelines(), load, req), deps)
 
 
@@ -553,6 +576,96 @@ def escrow_status(
         click.echo(f"  {k['fingerprint']}  {k['label']:<11} notBefore {k['not_before']}")
     for w in st.warnings:
         click.echo(click.style(f"warning: {w}", fg="yellow"))
+
+
+@cli.group()
+def lab() -> None:
+    """The local lab (provider: lab): seed its escrow and repo, show it, tear it down."""
+
+
+@lab.command("seed")
+@click.argument("site", type=click.Path(path_type=Path, dir_okay=False))
+@output_option
+@click.pass_context
+def lab_seed(ctx: click.Context, site: Path, output: str | None) -> None:
+    """Make the escrow and config repo a lab site needs (what the lost site left behind)."""
+    from bootstrap.lab.manage import seed_site
+
+    deps = _deps(ctx, output)
+    model, _ = _load(site)
+    info = seed_site(model, _state(deps).root)
+    if deps.output == "json":
+        click.echo(json.dumps(info))
+    else:
+        click.echo(
+            f"seeded {info['state_dir']}: repo {info['repo']}, escrow {info['bundle']} "
+            f"(key {info['fingerprint']})"
+        )
+
+
+@lab.command("status")
+@click.argument("site", type=click.Path(path_type=Path, dir_okay=False))
+@output_option
+@click.pass_context
+def lab_status(ctx: click.Context, site: Path, output: str | None) -> None:
+    """The lab's hosts and whether the controller stand-ins run."""
+    from bootstrap.lab.manage import status as lab_state
+
+    deps = _deps(ctx, output)
+    model, _ = _load(site)
+    info = lab_state(model, _state(deps).root)
+    if deps.output == "json":
+        click.echo(json.dumps(info))
+        return
+    pid = info["standins_pid"]
+    standins = f"running (pid {pid})" if pid else "stopped"
+    click.echo(
+        f"lab {info['site']} in {info['state_dir']}: {len(info['hosts'])} host(s); "
+        f"stand-ins {standins}"
+    )
+    for h in info["hosts"]:
+        state = "running" if h["running"] else "stopped"
+        click.echo(f"  {h['name']:<12} {h['address']:<15} {state:<8} {h['host_key_fingerprint']}")
+
+
+@lab.command("down")
+@click.argument("site", type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_context
+def lab_down(ctx: click.Context, site: Path) -> None:
+    """Destroy the lab's hosts, network and stand-ins (the escrow and repo stay)."""
+    from bootstrap.lab.manage import down
+
+    deps = _deps(ctx, None)
+    model, _ = _load(site)
+    names = down(model, _state(deps).root)
+    click.echo(f"destroyed {len(names)} host(s): {', '.join(names) or '-'}")
+
+
+@cli.command()
+@_with(run_options)
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    accept_slow_disk: str | None,
+    trust_on_first_use: bool,
+    until: str | None,
+    force_unlock: bool,
+    output: str | None,
+) -> None:
+    """A full local DR drill on the lab, with the embedded default site (root)."""
+    from bootstrap.lab.manage import demo_site_file, seed_site
+    from bootstrap.runs import start
+
+    deps = _deps(ctx, output)
+    site = demo_site_file()
+    model, text = _load(site)
+    info = seed_site(model, _state(deps).root)
+    if deps.output != "json":
+        click.echo(f"demo: site file {site}; escrow and config repo seeded in {info['state_dir']}")
+    pipeline = deps.get_pipelines()["drill"]
+    req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
+    req.until = _check_until(until, [pipeline])
+    _finish(start(pipeline, model, text, req, site), deps)
 
 
 def main() -> None:

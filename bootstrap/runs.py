@@ -71,6 +71,7 @@ class RunRequest:
     observers: list[Observer] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     force_unlock: bool = False
+    until: str | None = None
 
 
 def new_run_id(site: str) -> str:
@@ -117,6 +118,7 @@ def start(
             run_dir=run_dir,
             bus=_bus(req, journal),
             options=dict(req.options),
+            until=req.until,
         )
         return execute(pipeline, journal, scope)
     finally:
@@ -162,7 +164,12 @@ def resume(
             options = dict(row.options)
             options.update(req.options)
             scope = RunScope(
-                run_id=run_id, site=site, run_dir=run_dir, bus=_bus(req, journal), options=options
+                run_id=run_id,
+                site=site,
+                run_dir=run_dir,
+                bus=_bus(req, journal),
+                options=options,
+                until=req.until,
             )
             return execute(pipeline, journal, scope)
         finally:

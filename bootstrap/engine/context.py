@@ -36,6 +36,7 @@ class RunScope:
     run_dir: Path
     bus: EventBus
     dry_run: bool = False
+    until: str | None = None  # stop (resumably) after this step
     options: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     resources: dict[str, Any] = field(default_factory=dict)

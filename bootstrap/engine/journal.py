@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-RunStatus = Literal["running", "ok", "failed", "interrupted"]
+RunStatus = Literal["running", "ok", "failed", "interrupted", "stopped"]
 StepStatus = Literal["pending", "running", "done", "failed", "skipped"]
 
 SCHEMA = """

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from bootstrap.engine.context import RunScope, StepContext, Unobservable
-from bootstrap.engine.journal import Journal
+from bootstrap.engine.journal import Journal, RunStatus
 from bootstrap.engine.retry import retrying
 from bootstrap.engine.step import Pipeline, Step
 from bootstrap.errors import BootstrapError, ExitCode, TransientError, WaitTimeout
@@ -148,6 +148,16 @@ def _summary(ctx: StepContext) -> str:
     return "done"
 
 
+def _final_status(result: RunResult) -> RunStatus:
+    if result.status == "stopped":
+        return "stopped"
+    if result.exit_code == 0:
+        return "ok"
+    if result.exit_code == ExitCode.INTERRUPTED:
+        return "interrupted"
+    return "failed"
+
+
 def execute(
     pipeline: Pipeline,
     journal: Journal,
@@ -177,9 +187,7 @@ def execute(
         scope.close()
     journal.finish_run(
         run_id,
-        "ok"
-        if result.exit_code == 0
-        else ("interrupted" if result.exit_code == ExitCode.INTERRUPTED else "failed"),
+        _final_status(result),
         result.exit_code,
         result.error.message if result.error else None,
     )
@@ -278,6 +286,8 @@ def _walk(
                 data={"changed": bool(ctx.changes)},
             )
         )
+        if scope.until == step.id and step.id != pipeline.ids()[-1]:
+            return RunResult(run_id, 0, "stopped")
     return RunResult(run_id, 0, "ok")
 
 

@@ -152,3 +152,27 @@ def test_resume_of_a_finished_run_is_refused(
     assert again.returncode == 2
     assert "already finished ok" in again.stderr
     assert (tmp_path / "acts.log").read_text().splitlines() == STEPS
+
+
+def test_until_stops_resumably_and_resume_goes_on(
+    tmp_path: Path, site_file: Path, drboot_env: dict[str, str]
+) -> None:
+    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path), SIDEFX_DELAY="0")
+    res = subprocess.run([*SIDEFX, "-o", "json", "restore", "--until", "s2", str(site_file)],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    run_id = json.loads(res.stdout.splitlines()[0])["run_id"]
+    assert (tmp_path / "acts.log").read_text().splitlines() == ["s1", "s2"]
+    st = subprocess.run([*SIDEFX, "-o", "json", "status", run_id], env=env, cwd=REPO,
+                        capture_output=True, text=True, timeout=60)
+    doc = json.loads(st.stdout)
+    assert doc["runs"][0]["status"] == "stopped"
+    assert [s["status"] for s in doc["steps"]] == ["done", "done", "pending", "pending", "pending"]
+    res = subprocess.run([*SIDEFX, "resume", run_id], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "acts.log").read_text().splitlines() == STEPS
+
+    bad = subprocess.run([*SIDEFX, "restore", "--until", "nope", str(site_file)], env=env,
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no such step" in bad.stderr

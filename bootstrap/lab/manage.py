@@ -1,0 +1,95 @@
+"""Lab housekeeping behind `drboot lab …` and `drboot demo`: seed, status, tear down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bootstrap.errors import ConfigError
+from bootstrap.fsutil import write_atomic
+
+DEMO_SITE = Path(__file__).with_name("demo-site.yaml")
+
+
+def _lab_provider(site: Any, state_root: Path) -> Any:
+    if site.provider.type != "lab":
+        raise ConfigError(
+            f"site {site.name} does not use provider: lab",
+            hint="lab commands work on lab sites only (see inventory/lab.yaml)",
+        )
+    from bootstrap.providers.lab import LabHosts
+
+    return LabHosts(site, state_root)
+
+
+def seed_site(site: Any, state_root: Path) -> dict[str, Any]:
+    """Make the escrow and config repo a lab site file points at (idempotent)."""
+    from bootstrap.lab.seed import OVERLAY, seed
+
+    prov = _lab_provider(site, state_root)
+    root = prov.state_dir
+    expect = {
+        "escrow.bundle": (Path(site.escrow.bundle), root / "escrow" / "kit.age"),
+        "escrow.identity_files[0]": (
+            Path(site.escrow.identity_files[0])
+            if site.escrow.backend == "age" and site.escrow.identity_files
+            else None,
+            root / "escrow" / "identity.txt",
+        ),
+        "repo.url": (site.repo.url, f"file://{root / 'config-repo'}"),
+        "repo.path": (site.repo.path, OVERLAY),
+    }
+    wrong = [
+        f"{k} should be {want}" for k, (have, want) in expect.items() if str(have) != str(want)
+    ]
+    if wrong:
+        raise ConfigError(
+            "this lab site does not point at the seeded material: " + "; ".join(wrong),
+            hint="compare with inventory/lab.yaml",
+        )
+    made = seed(root, site.name)
+    return {
+        "site": site.name,
+        "state_dir": str(root),
+        "repo": made.repo_url,
+        "bundle": str(made.bundle),
+        "fingerprint": made.fingerprint,
+    }
+
+
+def status(site: Any, state_root: Path) -> dict[str, Any]:
+    from bootstrap.lab.hosts import Lab
+
+    prov = _lab_provider(site, state_root)
+    hosts = []
+    if (prov.lab_dir / "lab.json").exists():
+        lab = Lab.attach(prov.lab_dir)
+        for h in lab.hosts():
+            hosts.append(
+                {
+                    "name": h.name,
+                    "address": h.address,
+                    "running": h.is_running(),
+                    "host_key_fingerprint": h.host_key_fingerprint,
+                }
+            )
+    return {
+        "site": site.name,
+        "state_dir": str(prov.state_dir),
+        "hosts": hosts,
+        "standins_pid": prov.standins_pid(),
+    }
+
+
+def down(site: Any, state_root: Path) -> list[str]:
+    prov = _lab_provider(site, state_root)
+    names: list[str] = prov.destroy(lambda m: None)
+    return names
+
+
+def demo_site_file() -> Path:
+    """Write the embedded default site where `drboot demo` keeps its lab; return its path."""
+    text = DEMO_SITE.read_text()
+    path = Path("/var/lib/drboot-lab/demo/site.yaml")
+    write_atomic(path, text, mode=0o644)
+    return path
