@@ -60,6 +60,11 @@ class Provider(Protocol):
         """An air-gap bundle the provider supplies (the lab's k3s stand-in), if any."""
         ...
 
+    def sealing_cert(self, namespace: str) -> bytes | None:
+        """The Sealed Secrets certificate if the provider serves it itself (the lab stand-in);
+        None means: ask the controller through the API server's service proxy."""
+        ...
+
     def on_cluster_ready(self, kubeconfig: Path, progress: Progress) -> None:
         """Called once the API answers (the lab starts its controller stand-ins here)."""
         ...

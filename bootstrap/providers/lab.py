@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,14 @@ from bootstrap.providers.base import HostInfo, Progress
 
 DEFAULT_ROOT = Path("/var/lib/drboot-lab")
 STANDINS_PID = "standins.pid"
+STANDINS_CERT_PORT = "standins.cert-port"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class LabHosts:
@@ -128,6 +139,8 @@ class LabHosts:
         kc.write_bytes(kubeconfig.read_bytes())
         kc.chmod(0o600)
         repo_root = self.state_dir
+        port = _free_port()
+        (self.state_dir / STANDINS_CERT_PORT).write_text(str(port))
         progress("starting the lab controller stand-ins (Sealed Secrets, Argo CD, Flux)")
         with log.open("ab") as fh:
             proc = subprocess.Popen(
@@ -139,6 +152,8 @@ class LabHosts:
                     str(kc),
                     "--repo-root",
                     str(repo_root),
+                    "--cert-port",
+                    str(port),
                 ],
                 stdout=fh,
                 stderr=fh,
@@ -150,6 +165,17 @@ class LabHosts:
         time.sleep(0.5)
         if proc.poll() is not None:
             raise PermanentError(f"lab stand-ins exited at once; see {log}", hint=f"read {log}")
+
+    def sealing_cert(self, namespace: str) -> bytes | None:
+        """The Sealed Secrets stand-in's certificate. Lab pods have no IPs, so the service
+        proxy a real cluster uses cannot reach it; the stand-in serves it on loopback."""
+        try:
+            port = int((self.state_dir / STANDINS_CERT_PORT).read_text())
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/cert.pem", timeout=5) as r:
+                body: bytes = r.read()
+                return body
+        except (OSError, ValueError, urllib.error.URLError):
+            return None
 
     def stop_standins(self, progress: Progress) -> None:
         pid = self.standins_pid()

@@ -51,5 +51,8 @@ class StaticHosts:
     def airgap_dir(self) -> Path | None:
         return None
 
+    def sealing_cert(self, namespace: str) -> bytes | None:
+        return None
+
     def on_cluster_ready(self, kubeconfig: Path, progress: Progress) -> None:
         return None

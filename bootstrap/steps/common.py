@@ -163,4 +163,7 @@ def kube(ctx: StepContext) -> Any:
         client = KubeClient.from_kubeconfig(path)
         ctx.resources["kube"] = client
         ctx.on_close(client.close)
+        # The lab runs its controller stand-ins beside the cluster (a no-op elsewhere);
+        # a resumed run may find them stopped.
+        provider(ctx).on_cluster_ready(path, lambda m: ctx.progress(m, target="lab"))
     return ctx.resources["kube"]

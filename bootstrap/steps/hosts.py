@@ -94,6 +94,7 @@ def disk_gate(ctx: StepContext) -> None:
         if client.run("command -v fio", check=False, timeout=30).rc != 0:
             ctx.progress("installing fio", target=h.name)
             client.run(
+                "apt-get update -q >/dev/null && "
                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -q fio",
                 timeout=min(600.0, ctx.remaining()),
             )

@@ -82,12 +82,14 @@ def fetch_kubeconfig(ctx: StepContext) -> None:
     if ctx.dry_run:
         ctx.will(f"fetch {K3S_KUBECONFIG} from {first.name} and wait for the API")
         return
+    from bootstrap.adapters.kube import KubeClient
+
     path = write_kubeconfig(ctx)
-    client = common.kube(ctx)
     ctx.progress("waiting for /readyz", target=f"https://{first.address}:6443")
-    client.wait_ready(
-        timeout=min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining())
-    )
-    common.provider(ctx).on_cluster_ready(path, lambda m: ctx.progress(m, target="lab"))
+    with KubeClient.from_kubeconfig(path) as probe:
+        probe.wait_ready(
+            timeout=min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining())
+        )
+    common.kube(ctx)  # the client later steps share (the lab also starts its stand-ins here)
     ctx.output("api_server", f"https://{first.address}:6443")
     ctx.noop(f"API answers at https://{first.address}:6443 (kubeconfig kept only for this run)")
