@@ -95,11 +95,12 @@ class KubeClient:
 
         self._api = api_client
         self.target = target
-        cache_dir = tempfile.mkdtemp(prefix="drboot-discovery-")
-        self._cache_dir = Path(cache_dir)
+        # The dynamic client insists on a discovery cache file; keep it private to this client
+        # (removed by close(), or when the object is collected).
+        self._cache_dir = tempfile.TemporaryDirectory(prefix="drboot-discovery-")
         with self._translate("discover the API"):
             self._dyn = DynamicClient(  # type: ignore[no-untyped-call]
-                api_client, cache_file=str(self._cache_dir / "cache.json")
+                api_client, cache_file=str(Path(self._cache_dir.name) / "cache.json")
             )
         self._minor: int | None = None
 
@@ -125,10 +126,7 @@ class KubeClient:
 
     def close(self) -> None:
         self._api.close()
-        for f in self._cache_dir.glob("*"):
-            f.unlink()
-        with contextlib.suppress(OSError):
-            self._cache_dir.rmdir()
+        self._cache_dir.cleanup()
 
     def __enter__(self) -> KubeClient:
         return self

@@ -219,7 +219,7 @@ def cmd_server(argv: list[str]) -> int:
         sans=sans,
         etcd_servers=etcd_servers,
         etcd_client_port=etcd_port,
-        etcd_peer_port=etcd_port + 1,
+        etcd_peer_port=2380 if etcd_port == 2379 else 0,  # peer: loopback-only, one member
         etcd_listen_address=(node_ip or "0.0.0.0") if args.cluster_init else None,
         leader_elect=True,
         kubeconfig_path=args.write_kubeconfig,
