@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from bootstrap.engine.context import StepContext
-from bootstrap.errors import PermanentError
+from bootstrap.engine.step import RetryPolicy
+from bootstrap.errors import PermanentError, TransientError
 from bootstrap.escrow.kit import SealingKey
 from bootstrap.escrow.service import KEY_LABEL
 from bootstrap.steps import common
@@ -73,23 +75,28 @@ def restore_sealing_keys(ctx: StepContext) -> None:
         if ctx.will(f"restore key {key.fingerprint} ({key.label})", target=f"{ns}/{key.name}"):
             kube.create(key.to_secret(ns))
             created += 1
-    running = kube.get("apps/v1", "Deployment", CONTROLLER, namespace=ns)
-    if running is not None:
+    if foreign:
+        names = ", ".join(f"{ns}/{present[fp]} ({fp})" for fp in foreign)
         ctx.audit(
-            "Sealed Secrets controller was already running before its keys were restored",
+            "Sealed Secrets controller started before its keys were restored",
             target=f"{ns}/{CONTROLLER}",
             foreign_keys=foreign,
         )
-        if foreign:
-            ctx.progress(
-                f"controller generated key(s) {foreign} before the restore: "
-                "restarting it so it loads the escrowed keys",
-                target=CONTROLLER,
-            )
-        if created and ctx.will(
-            "restart the controller so it loads the restored keys", target=f"{ns}/{CONTROLLER}"
-        ):
-            _restart(kube, running)
+        raise PermanentError(
+            f"the Sealed Secrets controller started before its keys were restored and made "
+            f"key(s) the escrow does not hold: {names}. It seals new secrets with the newest "
+            "key, so it would keep sealing with a key no backup has (the escrowed keys are "
+            "restored now, so existing SealedSecrets will decrypt)",
+            target=f"{ns}/{CONTROLLER}",
+            hint="if nothing was sealed with that key, delete its Secret; otherwise back it up "
+            f"first (`drboot escrow backup`); then `drboot resume {ctx.run_id}`",
+        )
+    running = kube.get("apps/v1", "Deployment", CONTROLLER, namespace=ns)
+    if running is not None and _started_before_keys(kube, running, ns) and ctx.will(
+        "restart the controller: it started before its keys were restored",
+        target=f"{ns}/{CONTROLLER}",
+    ):
+        _restart(kube, running)
     ctx.output(
         "restored",
         [
@@ -104,6 +111,22 @@ def restore_sealing_keys(ctx: StepContext) -> None:
     )
     ctx.output("foreign_keys", foreign)
     _renewal_warning(ctx)
+
+
+def _started_before_keys(kube: Any, deployment: dict[str, Any], ns: str) -> bool:
+    """Did the controller (last) start before the newest key Secret existed?"""
+    template = deployment["spec"]["template"].get("metadata") or {}
+    started = (template.get("annotations") or {}).get(RESTARTED_AT) or deployment["metadata"][
+        "creationTimestamp"
+    ]
+    newest = max(
+        (
+            s["metadata"]["creationTimestamp"]
+            for s in kube.list("v1", "Secret", namespace=ns, label_selector=KEY_LABEL)
+        ),
+        default="",
+    )
+    return bool(newest) and str(newest) >= str(started)
 
 
 def _restart(kube: object, deployment: dict[str, object]) -> None:
@@ -164,18 +187,26 @@ def install_sealed_secrets(ctx: StepContext) -> None:
     )
 
 
-def _available(obj: dict[str, object] | None) -> bool:
+def _available(obj: dict[str, Any] | None) -> bool:
+    """Rolled out: the newest template is what runs, and all of it is available."""
     if not obj:
         return False
-    status = obj.get("status") or {}
-    assert isinstance(status, dict)
-    return any(
-        c.get("type") == "Available" and c.get("status") == "True"
-        for c in status.get("conditions", []) or []
+    spec, status, meta = obj.get("spec") or {}, obj.get("status") or {}, obj["metadata"]
+    want = spec.get("replicas", 1)
+    return bool(
+        status.get("observedGeneration", 0) >= meta.get("generation", 0)
+        and status.get("updatedReplicas", 0) == want
+        and status.get("availableReplicas", 0) == want
+        and status.get("replicas", 0) == want
     )
 
 
-@step("verify-sealing-key", after=["install-sealed-secrets"], timeout=600)
+@step(
+    "verify-sealing-key",
+    after=["install-sealed-secrets"],
+    timeout=600,
+    retry=RetryPolicy(attempts=6, backoff_initial=2, backoff_max=10),
+)
 def verify_sealing_key(ctx: StepContext) -> None:
     """The controller serves a certificate whose fingerprint is an escrowed key."""
     from cryptography import x509
@@ -196,7 +227,8 @@ def verify_sealing_key(ctx: StepContext) -> None:
     fp = sealing.fingerprint(cert.public_key())  # type: ignore[arg-type]
     escrowed = common.kit(ctx).fingerprints()
     if fp not in escrowed:
-        raise PermanentError(
+        # Transient: a controller that was just restarted may serve its old key for a moment.
+        raise TransientError(
             f"the controller serves key {fp}, which is not in the escrow ({', '.join(escrowed)}): "
             "it started without the restored keys and generated its own",
             target=f"{ns}/{CONTROLLER}",

@@ -55,15 +55,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_dir=args.state_dir,
     )
     sset.start()
-    served = False
+    served: object = None  # the controller instance whose certificate is being served
     try:
         while not stop.wait(0.5):
             ss = sset.sealed_secrets
-            if args.cert_port and ss is not None and ss.ready.is_set() and not served:
-                ss.serve_cert(args.cert_port)
-                served = True
-            if ss is None:
-                served = False
+            # A restarted controller is a new instance: serve its certificate, not the old one
+            # (the old instance's server closed when it stopped).
+            if args.cert_port and ss is not None and ss.ready.is_set() and ss is not served:
+                try:
+                    ss.serve_cert(args.cert_port)
+                    served = ss
+                except OSError:
+                    pass  # the old server is still closing; try again on the next tick
     finally:
         sset.close()
     return 0
