@@ -209,7 +209,7 @@ def test_power_cut_in_k3s_step_then_resume_completes(faults: LabSite) -> None:
     _, err = proc.communicate(timeout=600)
     assert proc.returncode in (4, 5), err
     ls.host().reboot()
-    r = ls.drboot("resume", rid)
+    r = ls.drboot("resume", rid, "--until", "fetch-kubeconfig")
     assert r.returncode == 0, r.stderr + r.stdout[-3000:]
     db = sqlite3.connect(ls.state / "journal.sqlite")
     attempts = db.execute("SELECT COUNT(*) FROM attempts WHERE run_id=? AND step_id=?",
@@ -236,7 +236,7 @@ def test_link_cut_during_playbook_is_survived_or_resumed(faults: LabSite) -> Non
                    if '"step.failed"' in line]
         assert failure, out[-2000:]
         assert failure[0]["target"] or "server-1" in failure[0]["message"]
-        r = ls.drboot("resume", rid)
+        r = ls.drboot("resume", rid, "--until", "prepare-hosts")
         assert r.returncode == 0, r.stderr + r.stdout[-3000:]
 
 
