@@ -1,1 +1,6 @@
-"""Adapters: the only modules that import vendor libraries (paramiko, kubernetes, ansible_runner, git, pyrage, Crypto)."""
+"""Adapters: the only modules that import vendor libraries.
+
+paramiko (ssh), kubernetes (kube), ansible_runner (ansible), GitPython (git),
+pyrage (age), pycryptodome (shamir). Each translates its library's errors into
+``TransientError`` / ``PermanentError`` at this boundary.
+"""

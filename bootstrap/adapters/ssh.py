@@ -163,7 +163,7 @@ class SSHClient:
             msg,
             step=self.step,
             target=self.target,
-            hint="point the site file's ssh.key_file at an unencrypted private key (0600)",
+            hint="point the site file's ssh.private_key_file at an unencrypted private key (0600)",
         )
 
     def connect(self) -> Self:

@@ -48,6 +48,10 @@ def check_references(ctx: StepContext) -> None:
             p = Path(str(ref["file"])).expanduser()
             if not os.access(p, os.R_OK):
                 missing.append(f"{where}: file {p} is not readable")
+    if ctx.site.provider.type != "lab":  # the lab makes its own operator key
+        key = Path(ctx.site.ssh.private_key_file).expanduser()
+        if not os.access(key, os.R_OK):
+            missing.append(f"ssh.private_key_file: {key} is not readable")
     if missing:
         raise PreflightError(
             "unresolved secret references: " + "; ".join(missing),

@@ -123,7 +123,7 @@ def test_internal_error_saves_traceback(tmp_path: Path) -> None:
     def buggy(ctx: StepContext) -> None:
         raise ZeroDivisionError("oops")
 
-    code, journal, _ = _run(tmp_path, p, [])
+    code, _, _ = _run(tmp_path, p, [])
     assert code == ExitCode.INTERNAL
     tb = (tmp_path / "traceback.txt").read_text()
     assert "ZeroDivisionError" in tb

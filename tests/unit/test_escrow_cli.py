@@ -33,6 +33,8 @@ escrow:
   backend: age
   bundle: {bundle}
   identity_files: [{identity}]
+ssh:
+  private_key_file: {ssh_key}
 repo:
   url: {url}
   path: {path}
@@ -46,8 +48,18 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seed:
 
 def _site(tmp: Path, s: Seed, *, identity: Path | None = None, repo: Path | None = None) -> Path:
     path = tmp / "site.yaml"
-    path.write_text(SITE.format(bundle=s.bundle, identity=identity or s.identity,
-                                url=f"file://{repo or s.repo}", path=OVERLAY))
+    ssh_key = tmp / "id_ed25519"
+    ssh_key.write_text("not used: no host is contacted in these tests\n")
+    ssh_key.chmod(0o600)
+    path.write_text(
+        SITE.format(
+            bundle=s.bundle,
+            identity=identity or s.identity,
+            ssh_key=ssh_key,
+            url=f"file://{repo or s.repo}",
+            path=OVERLAY,
+        )
+    )
     return path
 
 
@@ -98,11 +110,15 @@ def test_verify_names_every_secret_no_key_opens(tmp_path: Path, seeded: Seed) ->
     repo = tmp_path / "repo"
     subprocess.run(["git", "clone", "-q", str(seeded.repo), str(repo)], check=True)
     other, _ = sealing.generate_key(2048)
-    stray = sealing.seal_secret(other.public_key(), {
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "sealed-after-backup", "namespace": "payments"},
-        "stringData": {"token": "x"},
-    })
+    stray = sealing.seal_secret(
+        other.public_key(),
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "sealed-after-backup", "namespace": "payments"},
+            "stringData": {"token": "x"},
+        },
+    )
     kit = age_file.read_kit(seeded.bundle, identity_files=[seeded.identity])
     write_repo(repo, kit.sealing_keys[0].private_key(), extra_sealed=[stray])
     site = _site(tmp_path, seeded, repo=repo)
@@ -138,6 +154,7 @@ def test_plan_lists_every_restore_step(tmp_path: Path, seeded: Seed) -> None:
     site = _site(tmp_path, seeded)
     code, out, err = _invoke(["-o", "json", "plan", str(site)], tmp_path / "state")
     doc = json.loads(out)
+    assert (code == 0) == all(s["error"] is None for s in doc["steps"])
     steps = [s["step"] for s in doc["steps"]]
     assert steps[:3] == ["preflight-references", "preflight-escrow", "provision"]
     assert "wait-synced" in steps and "report" in steps

@@ -16,7 +16,9 @@ SHIPPED = REPO / "bootstrap" / "manifests"
 PAIRS = {
     "argo-cd/install.yaml": "argo-cd/manifests/install.yaml",
     "flux/install.yaml": "flux/assembled/install.yaml",
-    "sealed-secrets/crd.yaml": "sealed-secrets/helm/sealed-secrets/crds/bitnami.com_sealedsecrets.yaml",
+    "sealed-secrets/crd.yaml": (
+        "sealed-secrets/helm/sealed-secrets/crds/bitnami.com_sealedsecrets.yaml"
+    ),
 }
 
 
