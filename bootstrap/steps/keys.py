@@ -92,9 +92,13 @@ def restore_sealing_keys(ctx: StepContext) -> None:
             f"first (`drboot escrow backup`); then `drboot resume {ctx.run_id}`",
         )
     running = kube.get("apps/v1", "Deployment", CONTROLLER, namespace=ns)
-    if running is not None and _started_before_keys(kube, running, ns) and ctx.will(
-        "restart the controller: it started before its keys were restored",
-        target=f"{ns}/{CONTROLLER}",
+    if (
+        running is not None
+        and _started_before_keys(kube, running, ns)
+        and ctx.will(
+            "restart the controller: it started before its keys were restored",
+            target=f"{ns}/{CONTROLLER}",
+        )
     ):
         _restart(kube, running)
     ctx.output(

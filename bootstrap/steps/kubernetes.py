@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -70,6 +71,17 @@ def write_kubeconfig(ctx: StepContext) -> Path:
     return path
 
 
+def _ready_nodes(kube: Any) -> int:
+    return sum(
+        1
+        for node in kube.list("v1", "Node")
+        if any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (node.get("status") or {}).get("conditions", [])
+        )
+    )
+
+
 @step(
     "fetch-kubeconfig",
     after=["install-k3s"],
@@ -90,6 +102,17 @@ def fetch_kubeconfig(ctx: StepContext) -> None:
         probe.wait_ready(
             timeout=min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining())
         )
-    common.kube(ctx)  # the client later steps share (the lab also starts its stand-ins here)
+    kube = common.kube(ctx)  # shared by later steps (the lab also starts its stand-ins here)
+    if common.provider(ctx).kind != "lab":  # the lab's k3s stand-in runs no kubelet
+        want = len(common.hosts(ctx))
+        ctx.progress(f"waiting for {want} node(s) to be Ready")
+        kube.wait_for(
+            "v1",
+            "Namespace",
+            "kube-system",
+            lambda _: _ready_nodes(kube) >= want,
+            timeout=min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining()),
+            what=f"{want} node(s) Ready",
+        )
     ctx.output("api_server", f"https://{first.address}:6443")
     ctx.noop(f"API answers at https://{first.address}:6443 (kubeconfig kept only for this run)")
