@@ -285,14 +285,9 @@ def restore(
     output: str | None,
 ) -> None:
     """Restore SITE: from nothing to every application Synced and Healthy."""
-    from bootstrap.runs import start
-
-    deps = _deps(ctx, output)
-    model, text = _load(site)
-    pipeline = deps.get_pipelines()["restore"]
-    req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
-    req.until = _check_until(until, [pipeline])
-    _finish(start(pipeline, model, text, req, site), deps)
+    _run_site(
+        ctx, "restore", site, accept_slow_disk, trust_on_first_use, until, force_unlock, output
+    )
 
 
 @cli.command()
@@ -309,11 +304,29 @@ def drill(
     output: str | None,
 ) -> None:
     """Rehearse: provision a throw-away copy of SITE, restore, verify, report, tear down."""
+    _run_site(ctx, "drill", site, accept_slow_disk, trust_on_first_use, until, force_unlock, output)
+
+
+def _run_site(
+    ctx: click.Context,
+    pipeline_name: str,
+    site: Path,
+    accept_slow_disk: str | None,
+    trust_on_first_use: bool,
+    until: str | None,
+    force_unlock: bool,
+    output: str | None,
+    *,
+    before: Callable[[Any, Deps], None] | None = None,
+) -> None:
+    """The body of restore, drill and demo: load the site, run the pipeline, exit with its code."""
     from bootstrap.runs import start
 
     deps = _deps(ctx, output)
     model, text = _load(site)
-    pipeline = deps.get_pipelines()["drill"]
+    if before is not None:
+        before(model, deps)
+    pipeline = deps.get_pipelines()[pipeline_name]
     req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
     req.until = _check_until(until, [pipeline])
     _finish(start(pipeline, model, text, req, site), deps)
@@ -654,18 +667,24 @@ def demo(
 ) -> None:
     """A full local DR drill on the lab, with the embedded default site (root)."""
     from bootstrap.lab.manage import demo_site_file, seed_site
-    from bootstrap.runs import start
 
-    deps = _deps(ctx, output)
+    def seed(model: Any, deps: Deps) -> None:
+        info = seed_site(model, _state(deps).root)
+        if deps.output != "json":
+            click.echo(f"demo: site file {site}; escrow and config repo in {info['state_dir']}")
+
     site = demo_site_file()
-    model, text = _load(site)
-    info = seed_site(model, _state(deps).root)
-    if deps.output != "json":
-        click.echo(f"demo: site file {site}; escrow and config repo seeded in {info['state_dir']}")
-    pipeline = deps.get_pipelines()["drill"]
-    req = _request(deps, _run_options(accept_slow_disk, trust_on_first_use), force_unlock)
-    req.until = _check_until(until, [pipeline])
-    _finish(start(pipeline, model, text, req, site), deps)
+    _run_site(
+        ctx,
+        "drill",
+        site,
+        accept_slow_disk,
+        trust_on_first_use,
+        until,
+        force_unlock,
+        output,
+        before=seed,
+    )
 
 
 def main() -> None:

@@ -38,7 +38,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.errors import PermanentError, PreflightError, WaitTimeout
+from bootstrap.fsutil import write_atomic
 from bootstrap.lab import hostcgroup, hostdisk, net
 from bootstrap.lab.hostdisk import DiskSpec
 from bootstrap.lab.image import DEFAULT_CACHE, SETUP_SCRIPT, require_image
@@ -80,19 +80,7 @@ exec systemd-nspawn "$@"
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """tmp -> fsync -> rename, 0600 (records name paths and pids, never secrets)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def fingerprint_of(public_key_line: str) -> str:

@@ -1,0 +1,223 @@
+"""What Argo CD and Flux have in common for drboot: pure judgements over plain dicts.
+
+Why it exists: the GitOps steps observe the cluster (lists of objects) and must decide three
+things without side effects, so that they can be tested table-driven with real-shaped objects:
+is the pinned reconciler installed (CRDs and workloads with the pinned images), are its own
+workloads available, and is every app Synced+Healthy (and if not, why). The reconciler modules
+(``argocd``, ``flux``) build on these; nothing here talks to a server.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+Obj: TypeAlias = dict[str, Any]
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+@dataclass(frozen=True)
+class AppState:
+    """One application's state as drboot judges it (an Argo CD Application or a Flux
+    Kustomization). ``reason`` is a one-line why when it is not ready."""
+
+    name: str
+    namespace: str
+    sync: str  # Synced / OutOfSync / Unknown (Flux: Synced when the last attempt was applied)
+    health: str  # Healthy / Progressing / Degraded / Missing / Unknown (Flux: from Ready)
+    reason: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.sync == "Synced" and self.health == "Healthy"
+
+    def line(self) -> str:
+        """``guestbook: Progressing: Deployment guestbook: secret "x" not found``."""
+        state = self.health if self.sync == "Synced" else f"{self.sync}/{self.health}"
+        return f"{self.name}: {state}" + (f": {self.reason}" if self.reason else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "sync": self.sync,
+            "health": self.health,
+            "ready": self.ready,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Every app, split into ready and not ready (ignored apps left out)."""
+
+    ready: tuple[AppState, ...]
+    waiting: tuple[AppState, ...]
+    ignored: tuple[str, ...]
+
+    @property
+    def total(self) -> int:
+        return len(self.ready) + len(self.waiting)
+
+    @property
+    def all_ready(self) -> bool:
+        return self.total > 0 and not self.waiting
+
+    def summary(self) -> str:
+        head = f"{len(self.ready)}/{self.total} apps Synced+Healthy"
+        if not self.total:
+            return "no applications yet"
+        if not self.waiting:
+            return head
+        return head + "; waiting for " + "; ".join(a.line() for a in self.waiting)
+
+
+def tally(states: Iterable[AppState], ignore: Iterable[str] = ()) -> Tally:
+    """Split ``states`` (minus the names in ``ignore``, also ``ns/name``) into ready/waiting."""
+    skip = set(ignore)
+    ready: list[AppState] = []
+    waiting: list[AppState] = []
+    ignored: list[str] = []
+    for s in sorted(states, key=lambda a: (a.namespace, a.name)):
+        if s.name in skip or f"{s.namespace}/{s.name}" in skip:
+            ignored.append(s.name)
+        elif s.ready:
+            ready.append(s)
+        else:
+            waiting.append(s)
+    return Tally(tuple(ready), tuple(waiting), tuple(ignored))
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def meta(obj: Mapping[str, Any] | None) -> Obj:
+    m: Obj = dict((obj or {}).get("metadata") or {})
+    return m
+
+
+def images(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """The container images of a workload (init containers included), in order."""
+    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return tuple(
+        str(c.get("image"))
+        for key in ("initContainers", "containers")
+        for c in pod.get(key) or []
+    )
+
+
+def workload_problem(obj: Mapping[str, Any] | None) -> str | None:
+    """None when the Deployment/StatefulSet/DaemonSet is rolled out and available, else why."""
+    if not obj:
+        return "not found"
+    kind = obj.get("kind")
+    spec, st, m = obj.get("spec") or {}, obj.get("status") or {}, meta(obj)
+    if int(st.get("observedGeneration") or 0) < int(m.get("generation") or 0):
+        return "rollout not observed yet"
+    if kind == "DaemonSet":
+        want = int(st.get("desiredNumberScheduled") or 0)
+        have = int(st.get("numberAvailable") or 0)
+        updated = int(st.get("updatedNumberScheduled") or 0)
+    else:
+        want = int(spec.get("replicas", 1))
+        have = int(st.get("availableReplicas" if kind == "Deployment" else "readyReplicas") or 0)
+        updated = int(st.get("updatedReplicas") or 0)
+    if updated < want:
+        return f"{updated} of {want} replicas updated"
+    if have < want:
+        return f"{have} of {want} replicas available"
+    return None
+
+
+def install_drift(wanted: Iterable[Obj], live: Mapping[tuple[str, str], Obj | None]) -> list[str]:
+    """What differs between a pinned manifest and the cluster, for the objects that pin the
+    version: every CRD must exist, every workload must exist with the manifest's images.
+
+    ``live`` maps (kind, name) to the live object or None. Returns human-readable
+    differences; empty means "the pinned version is installed".
+    """
+    out: list[str] = []
+    for w in wanted:
+        kind, name = str(w.get("kind")), str(meta(w).get("name"))
+        if kind != "CustomResourceDefinition" and kind not in WORKLOAD_KINDS:
+            continue
+        have = live.get((kind, name))
+        if have is None:
+            out.append(f"{kind} {name} missing")
+        elif kind in WORKLOAD_KINDS and images(have) != images(w):
+            out.append(
+                f"{kind} {name} runs {', '.join(images(have))}, pinned {', '.join(images(w))}"
+            )
+    return out
+
+
+def pinned_refs(objs: Iterable[Obj]) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of the objects ``install_drift`` looks at."""
+    return [
+        (str(o["apiVersion"]), str(o["kind"]), str(meta(o)["name"]))
+        for o in objs
+        if o.get("kind") == "CustomResourceDefinition" or o.get("kind") in WORKLOAD_KINDS
+    ]
+
+
+def relocate(objs: Iterable[Obj], old: str | None, new: str) -> list[Obj]:
+    """Copies of a manifest moved into namespace ``new``: objects in ``old`` (or in no
+    namespace when ``old`` is None, left to the installer), the Namespace object named
+    ``old``, and ServiceAccount subjects of (Cluster)RoleBindings."""
+    out: list[Obj] = []
+    for o in objs:
+        c = copy.deepcopy(o)
+        m = c.setdefault("metadata", {})
+        if c.get("kind") == "Namespace":
+            if old is not None and m.get("name") == old:
+                m["name"] = new
+        elif old is not None and m.get("namespace") == old:
+            m["namespace"] = new
+        for s in c.get("subjects") or []:
+            if s.get("kind") == "ServiceAccount" and s.get("namespace") in (old, None):
+                s["namespace"] = new
+        out.append(c)
+    return out
+
+
+# --------------------------------------------------------------------------- pods, for reasons
+
+
+def pod_problem(pod: Mapping[str, Any]) -> str | None:
+    """Why a Pod does not run, in the kubelet's words, or None if it is running/ready."""
+    st = pod.get("status") or {}
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in st.get(key) or []:
+            waiting = (cs.get("state") or {}).get("waiting")
+            if waiting:
+                why = str(waiting.get("reason") or "Waiting")
+                msg = str(waiting.get("message") or "")
+                return f"{why}: {msg}" if msg else why
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or []
+    )
+    if st.get("phase") in ("Running", "Succeeded") and (ready or st.get("phase") == "Succeeded"):
+        return None
+    for c in st.get("conditions") or []:
+        if c.get("status") == "False" and c.get("message"):
+            return f"{c.get('reason') or c.get('type')}: {c['message']}"
+    return str(st.get("phase") or "Pending")
+
+
+def first_pod_problem(pods: Iterable[Mapping[str, Any]]) -> str | None:
+    """The first problem among ``pods`` (sorted by name for a stable message)."""
+    for p in sorted(pods, key=lambda p: str(meta(p).get("name"))):
+        problem = pod_problem(p)
+        if problem:
+            return problem
+    return None
+
+
+def selector_string(workload: Mapping[str, Any]) -> str | None:
+    """``a=b,c=d`` from a workload's ``spec.selector.matchLabels`` (None if it has none)."""
+    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not labels:
+        return None
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
