@@ -2,7 +2,7 @@
 
 Why it exists: tests of anything that talks to Kubernetes run against the real kube-apiserver
 (and kube-controller-manager, etcd) built by ``bootstrap/lab/scripts/build-kube.sh``, not a
-fake. Load it with ``pytest_plugins = ["tests.integration.conftest_apiserver"]``.
+fake. tests/integration/conftest.py re-exports its fixtures.
 
 Fixtures:
   kube_bin_dir  (session)  the bin dir of the built binaries (runs build-kube.sh: instant when

@@ -2,7 +2,7 @@
 
 Why it exists: anything that talks SSH to a machine, prepares a host or faults
 one is tested against real Debian hosts booted by ``bootstrap.lab.hosts``, not
-a fake. Load it with ``pytest_plugins = ["tests.integration.conftest_lab"]``.
+a fake. tests/integration/conftest.py re-exports its fixtures.
 
 Fixtures:
   lab         (session)  a Lab with its own /24, torn down at the end. Skips when

@@ -37,7 +37,6 @@ from bootstrap.lab.hosts import Lab, LabHost
 from bootstrap.lab.k3s_standin import build_bundle
 from bootstrap.lab.k3s_standin.k3s import VERSION as STANDIN_VERSION
 
-pytest_plugins = ["tests.integration.conftest_lab", "tests.integration.conftest_apiserver"]
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
 TOKEN_FILE = "/etc/rancher/k3s/cluster-token"

@@ -27,7 +27,6 @@ from bootstrap.lab.standins import StandinSet
 from bootstrap.lab.standins.common import condition
 from tests.integration.conftest_apiserver import ApiServer
 
-pytest_plugins = ["tests.integration.conftest_apiserver"]
 pytestmark = [pytest.mark.integration, pytest.mark.apiserver, pytest.mark.timeout(180)]
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "config-repo"

@@ -1,0 +1,147 @@
+"""Reports built from a real journal file: RTO against the objective, warnings collected from
+step outputs and audit events, the LAB STAND-IN list, and the three renderings (JSON, Markdown,
+JUnit XML parsed back)."""
+
+from __future__ import annotations
+
+import json
+import stat
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bootstrap.engine.journal import Journal
+from bootstrap.report import model, write
+
+STEPS = ["disk-gate", "restore-sealing-keys", "verify-sealing-key", "wait-synced", "report"]
+
+
+def journal_with_run(
+    tmp_path: Path, *, ready_after: float | None, fail: str | None = None
+) -> tuple[Path, str, float]:
+    """A journal holding one run like the pipeline records it; returns (path, run id, start)."""
+    path = tmp_path / "journal.sqlite"
+    j = Journal(path)
+    rid = "site-a-20260101T000000-abcd"
+    j.create_run(rid, "site-a", "restore", STEPS, {}, "digest")
+    start = j.run(rid).created  # type: ignore[union-attr]
+    verdict = {"host": "server-1", "p50_ms": 3.0, "p99_ms": 14.2, "p999_ms": 20.0, "syncs": 9000,
+               "threshold_ms": 10.0, "ok": False}  # fmt: skip
+    outputs: dict[str, dict[str, Any]] = {
+        "disk-gate": {"verdicts": [verdict]},
+        "restore-sealing-keys": {"foreign_keys": [], "warning": "take a fresh escrow backup"},
+        "verify-sealing-key": {"serving_fingerprint": "SHA256:x"},
+        "wait-synced": {
+            "apps": {"root": {"sync": "Synced", "health": "Healthy", "ready": True}},
+            "ready_at": start + ready_after if ready_after is not None else None,
+        },
+    }
+    for sid in STEPS[:-1]:
+        n = j.start_attempt(rid, sid)
+        if sid == "verify-sealing-key":  # a retried step
+            j.end_attempt(rid, sid, n, "transient", "not yet")
+            n = j.start_attempt(rid, sid)
+        if sid == fail:
+            j.end_attempt(rid, sid, n, "failed", "boom")
+            j.finish_step(rid, sid, "failed", {}, "", "step wait-synced: gave up after 60s")
+            break
+        j.end_attempt(rid, sid, n, "ok", None)
+        j.finish_step(rid, sid, "done", outputs[sid], f"{sid} summary")
+    accepted = {"p99_ms": 14.2, "threshold_ms": 10.0, "reason": "lab: throttled on purpose"}
+    j.add_event(rid, start + 5, "audit", "disk-gate", "server-1",
+                "slow disk accepted by the operator", accepted)  # fmt: skip
+    j.add_event(rid, start + 6, "step.progress", "disk-gate", None, "fio", {})
+    j.start_attempt(rid, "report")
+    j.close()
+    return path, rid, start
+
+
+def ctx(start: float, provider: str = "lab", objective: float = 1200.0) -> model.Context:
+    return model.Context(objective, provider, "argocd", start + 700)
+
+
+def test_rto_met_with_warnings_decisions_and_lab_standins(tmp_path: Path) -> None:
+    path, rid, start = journal_with_run(tmp_path, ready_after=612.5)
+    r = write.from_journal(path, rid, ctx(start))
+    assert r["rto"]["seconds"] == pytest.approx(612.5, abs=0.01)
+    assert r["rto"]["met"] is True and r["rto"]["objective_seconds"] == 1200.0
+    assert r["outcome"] == "restored"
+    assert [s["id"] for s in r["steps"]] == STEPS
+    assert r["steps"][2]["attempts"] == 2 and r["steps"][-1]["status"] == "running"
+    assert r["apps"] == {"root": {"sync": "Synced", "health": "Healthy", "ready": True}}
+    assert r["warnings"] == [
+        "disk-gate: server-1: fdatasync p99 14.20 ms exceeds 10.00 ms",
+        "restore-sealing-keys: take a fresh escrow backup",
+        "verify-sealing-key: succeeded after 2 attempts",
+        "disk-gate: slow disk accepted by the operator on server-1: lab: throttled on purpose",
+    ]
+    assert [d["what"] for d in r["decisions"]] == ["slow disk accepted by the operator"]
+    assert any(s.startswith("argocd: LAB STAND-IN") for s in r["lab_standins"])
+    assert not any(s.startswith("flux") for s in r["lab_standins"])
+    assert model.standins("static", "argocd") == []
+
+
+def test_rto_missed_and_not_measured(tmp_path: Path) -> None:
+    path, rid, start = journal_with_run(tmp_path, ready_after=1500)
+    r = write.from_journal(path, rid, ctx(start, objective=1200))
+    assert r["rto"]["met"] is False
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    path2, rid2, start2 = journal_with_run(failed, ready_after=None, fail="wait-synced")
+    r2 = write.from_journal(path2, rid2, ctx(start2))
+    assert r2["rto"]["seconds"] is None and r2["rto"]["met"] is None
+    assert r2["outcome"] == "failed"
+    junit = ET.fromstring(write.render(r2, "junit").split("\n", 1)[1])
+    suite = junit.find("testsuite")
+    assert suite is not None
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert cases["wait-synced"].find("failure") is not None
+    assert cases["report"].find("skipped") is None  # running: it is writing this report
+    rto_failure = cases["rto"].find("failure")
+    assert rto_failure is not None and "not measured" in str(rto_failure.get("message"))
+
+
+def test_renderings_and_atomic_files(tmp_path: Path) -> None:
+    path, rid, start = journal_with_run(tmp_path, ready_after=613.0)
+    r = write.from_journal(path, rid, ctx(start))
+    out = tmp_path / "reports"
+    paths = write.write(r, out, ["json", "markdown", "junit", "json"])
+    assert [p.name for p in paths] == ["report.json", "report.md", "report.junit.xml"]
+    for p in paths:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert json.loads(paths[0].read_text()) == r
+
+    md = paths[1].read_text()
+    assert "**met**: 10m13s against an objective of 20m00s" in md
+    assert "| verify-sealing-key | done | 2 |" in md
+    assert "| root | Synced | Healthy |" in md
+    assert "## LAB STAND-INS" in md and "lab: throttled on purpose" in md
+
+    suite = ET.parse(paths[2]).getroot().find("testsuite")
+    assert suite is not None
+    assert suite.get("tests") == str(len(STEPS) + 1)
+    assert suite.get("failures") == "0"
+    rto_case = next(c for c in suite.iter("testcase") if c.get("name") == "rto")
+    assert rto_case.find("failure") is None and rto_case.get("time") == "613.000"
+
+    static = write.render(model.build(*_rows(path, rid), ctx(start, provider="static")), "markdown")
+    assert "LAB STAND-INS" not in static
+
+
+def _rows(path: Path, rid: str) -> tuple[Any, Any, Any]:
+    j = Journal(path)
+    try:
+        return j.run(rid), j.steps(rid), j.events(rid)
+    finally:
+        j.close()
+
+
+def test_unknown_run_and_format(tmp_path: Path) -> None:
+    path, _, start = journal_with_run(tmp_path, ready_after=1)
+    with pytest.raises(KeyError):
+        write.from_journal(path, "no-such-run", ctx(start))
+    with pytest.raises(ValueError, match="unknown report format"):
+        write.render({}, "html")
