@@ -121,14 +121,14 @@ def make_backend(
             prompt,
         )
     if backend == "shamir":
-        if threshold is None or len(share_paths) < 2:
+        if threshold is None or not share_paths:
             raise ConfigError(
-                "shamir escrow needs a threshold and at least two share paths",
+                "shamir escrow needs a threshold and share paths",
                 hint="set escrow.threshold and escrow.shares",
             )
-        if not 2 <= threshold <= len(share_paths):
-            raise ConfigError(
-                f"shamir threshold {threshold} must be between 2 and {len(share_paths)}"
-            )
+        if threshold < 2:
+            raise ConfigError(f"shamir threshold {threshold} must be at least 2")
+        # Fewer share files than the threshold is not a config error: reading then says
+        # how many custodians' shares are missing (TooFewShares), before anything is created.
         return ShamirBackend(Path(path), tuple(Path(p) for p in share_paths), threshold)
     raise ConfigError(f"unknown escrow backend {backend!r}", hint="use 'age' or 'shamir'")

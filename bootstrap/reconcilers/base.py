@@ -102,9 +102,7 @@ def images(obj: Mapping[str, Any]) -> tuple[str, ...]:
     """The container images of a workload (init containers included), in order."""
     pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
     return tuple(
-        str(c.get("image"))
-        for key in ("initContainers", "containers")
-        for c in pod.get(key) or []
+        str(c.get("image")) for key in ("initContainers", "containers") for c in pod.get(key) or []
     )
 
 
@@ -163,9 +161,9 @@ def pinned_refs(objs: Iterable[Obj]) -> list[tuple[str, str, str]]:
 
 
 def relocate(objs: Iterable[Obj], old: str | None, new: str) -> list[Obj]:
-    """Copies of a manifest moved into namespace ``new``: objects in ``old`` (or in no
-    namespace when ``old`` is None, left to the installer), the Namespace object named
-    ``old``, and ServiceAccount subjects of (Cluster)RoleBindings."""
+    """Copies of a manifest moved into namespace ``new``: objects in ``old``, the Namespace
+    object named ``old``, and ServiceAccount subjects of (Cluster)RoleBindings in ``old`` or
+    in none. Objects without a namespace keep none (``apply_manifest(namespace=)`` sets it)."""
     out: list[Obj] = []
     for o in objs:
         c = copy.deepcopy(o)

@@ -161,3 +161,50 @@ def test_plan_lists_every_restore_step(tmp_path: Path, seeded: Seed) -> None:
     escrow_step = doc["steps"][1]
     assert escrow_step["error"] is None and escrow_step["noops"], escrow_step
     _assert_no_leak(_secret_forms(seeded), out.encode(), err.encode(), state=tmp_path / "state")
+
+
+SHAMIR_SITE = """\
+apiVersion: drboot.dev/v1
+name: escrowtest
+provider:
+  type: static
+  hosts: [{{name: h1, address: 127.0.0.1}}]
+escrow:
+  backend: shamir
+  bundle: {bundle}
+  shares: [{shares}]
+  threshold: 3
+  total: 5
+repo:
+  url: file://{repo}
+  path: {path}
+"""
+
+
+def test_shamir_escrow_opens_with_threshold_shares_only(tmp_path: Path, seeded: Seed) -> None:
+    from bootstrap.escrow import shamir
+
+    kit = age_file.read_kit(seeded.bundle, identity_files=[seeded.identity])
+    shares = [tmp_path / f"custodian-{i}.share" for i in range(1, 6)]
+    bundle = tmp_path / "kit.shamir"
+    shamir.write_kit(bundle, kit, shares, threshold=3)
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in [bundle, *shares])
+
+    def site_with(available: list[Path]) -> Path:
+        path = tmp_path / "shamir-site.yaml"
+        path.write_text(SHAMIR_SITE.format(bundle=bundle, shares=", ".join(map(str, available)),
+                                           repo=seeded.repo, path=OVERLAY))
+        return path
+
+    # Any three custodians' shares open it.
+    code, out, err = _invoke(["escrow", "verify", str(site_with(shares[1:4]))], tmp_path / "st")
+    assert code == 0, err
+    assert "1/1 SealedSecrets open" in out
+    # Two are not enough: a distinct, clear error and exit 3.
+    for p in shares[2:]:
+        p.unlink()
+    code, out, err = _invoke(["escrow", "verify", str(site_with(shares[:2]))], tmp_path / "st")
+    assert code == 3
+    assert "share" in err.lower() and "3" in err
+    for share in shares[:2]:
+        assert share.read_text().strip()[-20:] not in err

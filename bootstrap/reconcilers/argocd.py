@@ -1,0 +1,178 @@
+"""Argo CD for drboot: the pinned install, the objects that point it at the repo, app state.
+
+Why it exists: the GitOps steps need Argo CD's objects in Argo CD's shapes
+(argoproj/argo-cd ``pkg/apis/application/v1alpha1/types.go`` and the declarative-setup docs):
+the upstream ``install.yaml`` (which sets no namespace and binds its ClusterRoles to
+ServiceAccounts in ``argocd``), a repository Secret (label
+``argocd.argoproj.io/secret-type: repository``), a root Application with automated sync, and
+the reading of ``status.sync`` / ``status.health`` / ``status.conditions`` of every
+Application. All functions are pure over dicts, except ``install_objects`` reading the
+pinned manifest file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+from bootstrap.reconcilers.base import WORKLOAD_KINDS, AppState, Obj, meta, relocate
+
+MANIFEST = Path(__file__).resolve().parent.parent / "manifests" / "argo-cd" / "install.yaml"
+UPSTREAM_NAMESPACE = "argocd"  # what the manifest's ClusterRoleBinding subjects name
+APP_API = "argoproj.io/v1alpha1"
+APP_KIND = "Application"
+ROOT_APP = "root"
+IN_CLUSTER = "https://kubernetes.default.svc"
+SECRET_TYPE_LABEL = "argocd.argoproj.io/secret-type"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "drboot"}
+KNOWN_HOSTS_CM = "argocd-ssh-known-hosts-cm"
+
+
+def install_objects(namespace: str) -> list[Obj]:
+    """The pinned install manifest, every namespaced object bound for ``namespace``."""
+    from bootstrap.adapters.kube import load_manifest
+
+    docs = relocate(load_manifest(MANIFEST), None, namespace)
+    for d in docs:
+        for s in d.get("subjects") or []:
+            if s.get("namespace") == UPSTREAM_NAMESPACE:
+                s["namespace"] = namespace
+    return docs
+
+
+def workloads(objs: list[Obj]) -> list[tuple[str, str]]:
+    """(kind, name) of the install's own Deployments/StatefulSets, waited for after install."""
+    return [(str(o["kind"]), str(meta(o)["name"])) for o in objs if o.get("kind") in WORKLOAD_KINDS]
+
+
+def repo_secret_name(url: str) -> str:
+    """``repo-<hash>``: the name ``argocd repo add`` gives a repository Secret."""
+    return "repo-" + hashlib.sha256(url.encode()).hexdigest()[:10]
+
+
+def repo_secret(namespace: str, url: str, ssh_private_key: str | None) -> Obj:
+    """A declarative repository Secret; ``sshPrivateKey`` only for ssh URLs."""
+    data = {"type": "git", "url": url}
+    if ssh_private_key is not None:
+        data["sshPrivateKey"] = ssh_private_key.rstrip("\n") + "\n"
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": repo_secret_name(url),
+            "namespace": namespace,
+            "labels": {SECRET_TYPE_LABEL: "repository", **MANAGED_BY},
+        },
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def secret_value(secret: Obj | None, key: str) -> str | None:
+    """A decoded ``data`` value of a Secret (stringData is never stored by the server)."""
+    raw = ((secret or {}).get("data") or {}).get(key)
+    return base64.b64decode(raw).decode() if raw is not None else None
+
+
+def key_fingerprint(private_key: str | None) -> str | None:
+    """A short, non-reversible tag of a private key, for messages (never the key)."""
+    if private_key is None:
+        return None
+    digest = hashlib.sha256(private_key.strip().encode()).hexdigest()
+    return f"sha256:{digest[:16]}"
+
+
+def root_application(namespace: str, *, url: str, revision: str, path: str, project: str) -> Obj:
+    """The root Application (app of apps): follows ``path`` at ``revision``, syncs itself."""
+    return {
+        "apiVersion": APP_API,
+        "kind": APP_KIND,
+        "metadata": {"name": ROOT_APP, "namespace": namespace, "labels": dict(MANAGED_BY)},
+        "spec": {
+            "project": project,
+            "source": {"repoURL": url, "targetRevision": revision, "path": path},
+            "destination": {"server": IN_CLUSTER, "namespace": namespace},
+            "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+        },
+    }
+
+
+def spec_differences(wanted: Obj, live: Obj | None) -> list[str]:
+    """What the live root Application's spec lacks of the wanted one (empty: nothing)."""
+    if live is None:
+        return ["missing"]
+    want, have = wanted["spec"], live.get("spec") or {}
+    out = []
+    for key in ("repoURL", "targetRevision", "path"):
+        if (have.get("source") or {}).get(key) != want["source"][key]:
+            out.append(f"source.{key}")
+    if have.get("project") != want["project"]:
+        out.append("project")
+    dest = have.get("destination") or {}
+    want_ns = want["destination"]["namespace"]
+    if (dest.get("server"), dest.get("namespace")) != (IN_CLUSTER, want_ns):
+        out.append("destination")
+    if not (have.get("syncPolicy") or {}).get("automated"):
+        out.append("syncPolicy.automated")
+    return out
+
+
+def known_hosts_patch(cm: Obj | None, lines: str) -> Obj | None:
+    """A merge patch adding the escrowed known_hosts lines to Argo CD's known-hosts
+    ConfigMap, or None when they are all there already."""
+    have = str(((cm or {}).get("data") or {}).get("ssh_known_hosts") or "")
+    present = {ln.strip() for ln in have.splitlines()}
+    new = [ln.strip() for ln in lines.splitlines() if ln.strip() and ln.strip() not in present]
+    if not new:
+        return None
+    text = (have.rstrip("\n") + "\n" if have.strip() else "") + "\n".join(new) + "\n"
+    return {"data": {"ssh_known_hosts": text}}
+
+
+# --------------------------------------------------------------------------- app state
+
+
+def unhealthy_resources(app: Obj) -> list[Obj]:
+    """``status.resources`` entries that are not Healthy (those without health skipped)."""
+    return [
+        r
+        for r in (app.get("status") or {}).get("resources") or []
+        if (r.get("health") or {}).get("status") not in (None, "Healthy")
+    ]
+
+
+def app_state(app: Obj) -> AppState:
+    """Sync/health of an Application and, when not ready, the most telling reason:
+    an error condition, a failed sync, then the first unhealthy or out-of-sync resource."""
+    m = meta(app)
+    st = app.get("status") or {}
+    sync = str((st.get("sync") or {}).get("status") or "Unknown")
+    health = str((st.get("health") or {}).get("status") or "Unknown")
+    reason = ""
+    if not st:
+        reason = "not reconciled yet (is the application controller running?)"
+    errors = [c for c in st.get("conditions") or [] if str(c.get("type", "")).endswith("Error")]
+    op = st.get("operationState") or {}
+    bad = unhealthy_resources(app)
+    out_of_sync = [r for r in st.get("resources") or [] if r.get("status") == "OutOfSync"]
+    if reason:
+        pass
+    elif errors:
+        reason = f"{errors[0].get('type')}: {errors[0].get('message', '')}"
+    elif op.get("phase") in ("Failed", "Error"):
+        reason = f"sync {op['phase'].lower()}: {op.get('message', '')}"
+    elif bad:
+        r = bad[0]
+        h = r.get("health") or {}
+        reason = f"{r.get('kind')} {r.get('name')}: {h.get('message') or h.get('status')}"
+    elif out_of_sync:
+        r = out_of_sync[0]
+        reason = f"{r.get('kind')} {r.get('name')} OutOfSync"
+    return AppState(str(m.get("name")), str(m.get("namespace") or ""), sync, health, reason)
+
+
+def resource_ref(r: Obj) -> tuple[str, str, str, str | None]:
+    """(apiVersion, kind, name, namespace) of a ``status.resources`` entry."""
+    api = f"{r['group']}/{r['version']}" if r.get("group") else str(r.get("version") or "v1")
+    return api, str(r.get("kind")), str(r.get("name")), r.get("namespace")

@@ -1,0 +1,143 @@
+"""Flux for drboot: the pinned install, the objects that point it at the repo, app state.
+
+Why it exists: the GitOps steps need Flux's objects in Flux's shapes (source.toolkit.fluxcd.io/v1
+``GitRepository``, kustomize.toolkit.fluxcd.io/v1 ``Kustomization``, the deploy-key Secret with
+``identity`` / ``known_hosts`` as ``flux create secret git`` writes it) and must read the
+``Ready`` condition of every Kustomization. Names follow ``flux bootstrap`` (``flux-system``
+for the GitRepository, the Kustomization and the Secret), so a repo made by ``flux bootstrap``
+takes its own objects over. All functions are pure over dicts, except ``install_objects``
+reading the pinned manifest file.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import timedelta
+from pathlib import Path
+
+from bootstrap.reconcilers.base import WORKLOAD_KINDS, AppState, Obj, meta, relocate
+
+MANIFEST = Path(__file__).resolve().parent.parent / "manifests" / "flux" / "install.yaml"
+UPSTREAM_NAMESPACE = "flux-system"
+SOURCE_API = "source.toolkit.fluxcd.io/v1"
+KS_API = "kustomize.toolkit.fluxcd.io/v1"
+APP_KIND = "Kustomization"
+ROOT = "flux-system"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "drboot"}
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# The GitRepository CRD's url pattern: file:// (the lab's repos) is refused by the API server.
+ACCEPTED_SCHEMES = ("http://", "https://", "ssh://")
+
+
+def install_objects(namespace: str) -> list[Obj]:
+    """The pinned install manifest, moved from ``flux-system`` into ``namespace``."""
+    from bootstrap.adapters.kube import load_manifest
+
+    return relocate(load_manifest(MANIFEST), UPSTREAM_NAMESPACE, namespace)
+
+
+def workloads(objs: list[Obj]) -> list[tuple[str, str]]:
+    return [(str(o["kind"]), str(meta(o)["name"])) for o in objs if o.get("kind") in WORKLOAD_KINDS]
+
+
+def source_url(url: str) -> str | None:
+    """The URL as Flux accepts it (scp-like ``git@host:path`` becomes ``ssh://git@host/path``),
+    or None when Flux cannot fetch it (file://, plain paths)."""
+    if url.startswith(ACCEPTED_SCHEMES):
+        return url
+    m = re.fullmatch(r"([A-Za-z0-9._-]+)@([A-Za-z0-9.-]+):(.+)", url)
+    if m:
+        return f"ssh://{m.group(1)}@{m.group(2)}/{m.group(3)}"
+    return None
+
+
+def git_ref(revision: str) -> Obj:
+    """``spec.ref``: a full commit sha pins a commit, anything else is taken as a branch."""
+    return {"commit": revision} if _COMMIT.match(revision) else {"branch": revision}
+
+
+def _go_duration(d: timedelta) -> str:
+    secs = int(d.total_seconds())
+    h, rest = divmod(secs, 3600)
+    m, s = divmod(rest, 60)
+    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (s, "s")) if v) or "0s"
+
+
+def deploy_key_secret(namespace: str, private_key: str, known_hosts: str | None) -> Obj:
+    data = {"identity": private_key.rstrip("\n") + "\n"}
+    if known_hosts:
+        data["known_hosts"] = known_hosts
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": ROOT, "namespace": namespace, "labels": dict(MANAGED_BY)},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def git_repository(
+    namespace: str, *, url: str, revision: str, interval: timedelta, secret: str | None
+) -> Obj:
+    spec: Obj = {"interval": _go_duration(interval), "url": url, "ref": git_ref(revision)}
+    if secret:
+        spec["secretRef"] = {"name": secret}
+    return {
+        "apiVersion": SOURCE_API,
+        "kind": "GitRepository",
+        "metadata": {"name": ROOT, "namespace": namespace, "labels": dict(MANAGED_BY)},
+        "spec": spec,
+    }
+
+
+def kustomization(namespace: str, *, path: str, interval: timedelta) -> Obj:
+    return {
+        "apiVersion": KS_API,
+        "kind": APP_KIND,
+        "metadata": {"name": ROOT, "namespace": namespace, "labels": dict(MANAGED_BY)},
+        "spec": {
+            "interval": _go_duration(interval),
+            "path": "./" + path.strip("/") if path.strip("/") not in ("", ".") else "./",
+            "prune": True,
+            "wait": True,
+            "sourceRef": {"kind": "GitRepository", "name": ROOT},
+        },
+    }
+
+
+def spec_differences(wanted: Obj, live: Obj | None) -> list[str]:
+    """Spec fields of ``wanted`` whose value differs in ``live`` (empty: nothing)."""
+    if live is None:
+        return ["missing"]
+    have = live.get("spec") or {}
+    return [k for k, v in wanted["spec"].items() if have.get(k) != v]
+
+
+# --------------------------------------------------------------------------- app state
+
+
+def _ready(obj: Obj) -> Obj | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return dict(c)
+    return None
+
+
+def app_state(ks: Obj) -> AppState:
+    """A Kustomization is Synced when its last attempted revision is applied and Healthy
+    when Ready=True for the current generation; the reason is Ready's reason and message."""
+    m = meta(ks)
+    st = ks.get("status") or {}
+    name, ns = str(m.get("name")), str(m.get("namespace") or "")
+    ready = _ready(ks)
+    current = int(st.get("observedGeneration") or -1) >= int(m.get("generation") or 0)
+    applied = st.get("lastAppliedRevision")
+    sync = "Synced" if applied and applied == st.get("lastAttemptedRevision") else "OutOfSync"
+    if ready is None or not current:
+        return AppState(name, ns, "Unknown", "Unknown", "not reconciled yet")
+    if ready.get("status") == "True":
+        return AppState(name, ns, "Synced", "Healthy")
+    health = "Degraded" if ready.get("status") == "False" else "Progressing"
+    reason = f"{ready.get('reason') or 'NotReady'}: {ready.get('message') or ''}".rstrip(": ")
+    return AppState(name, ns, sync, health, reason)
