@@ -424,6 +424,65 @@ def status(ctx: click.Context, run_id: str | None, output: str | None) -> None:
         click.echo(line + (f"\n      {s.error}" if s.error else ""))
 
 
+@cli.command("report")
+@click.argument("run_id")
+@click.option(
+    "--directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where to write. [default: the site's report.directory, or the run folder]",
+)
+@output_option
+@click.pass_context
+def report_cmd(ctx: click.Context, run_id: str, directory: Path | None, output: str | None) -> None:
+    """Write (again) the report of a run from the journal: steps, timings, RTO, warnings."""
+    import time as _time
+
+    from bootstrap.report import model, write
+    from bootstrap.siteload import load_site_text
+
+    deps = _deps(ctx, output)
+    state = _state(deps)
+    from bootstrap.runs import status as get_status
+
+    runs, _ = get_status(state, run_id)
+    run_dir = state.run_dir(run_id)
+    base = runs[0].options.get("site_dir")
+    site = load_site_text(
+        (run_dir / "site.yaml").read_text(),
+        str(run_dir / "site.yaml"),
+        base_dir=Path(base) if base else run_dir,
+    )
+    info = model.Context(
+        objective_seconds=site.rto.objective.total_seconds(),
+        provider=str(site.provider.type),
+        reconciler=str(site.reconciler.type),
+        now=_time.time(),
+    )
+    data = write.from_journal(state.journal_path, run_id, info)
+    target = directory or site.report.directory or run_dir
+    paths = write.write(data, target, list(site.report.formats))
+    if deps.output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "run_id": run_id,
+                    "files": [str(p) for p in paths],
+                    "rto": data["rto"],
+                    "warnings": data["warnings"],
+                }
+            )
+        )
+        return
+    for p in paths:
+        click.echo(f"wrote {p}")
+    rto = data["rto"]
+    if rto["seconds"] is not None:
+        verdict = "met" if rto["met"] else "MISSED"
+        click.echo(
+            f"RTO {rto['seconds']:.0f}s vs objective {rto['objective_seconds']:.0f}s: {verdict}"
+        )
+
+
 @cli.group()
 def audit() -> None:
     """The append-only, hash-chained audit log."""

@@ -803,6 +803,14 @@ class Site(_Model):
             and not isinstance(self.provider, LabProvider)
         ):
             problems.append((("kubernetes", "airgap_dir"), "required when install is airgap"))
+        if self.reconciler.type == "flux" and self.repo.kind() == "file":
+            problems.append(
+                (
+                    ("repo", "url"),
+                    "flux's GitRepository accepts only ssh:// or https:// URLs, not a local "
+                    "path or file:// (use argocd, or serve the repo over https/ssh)",
+                )
+            )
         _raise_if(problems)
         return self
 

@@ -100,6 +100,8 @@ class LabHosts:
 
     def destroy(self, progress: Progress) -> list[str]:
         self.stop_standins(progress)
+        # The stand-ins' copy of the cluster credentials goes with the cluster.
+        (self.state_dir / "standins.kubeconfig").unlink(missing_ok=True)
         lab = self._lab()
         if lab is None:
             return []

@@ -50,9 +50,9 @@ def _error(text: str, source: str = "/sites/s.yaml") -> SiteFileError:
 # --------------------------------------------------------------------------- good files
 
 
-def test_inventory_has_the_four_examples() -> None:
+def test_inventory_has_the_examples() -> None:
     names = {p.name for p in INVENTORY}
-    assert {"oslo-prod.yaml", "lab.yaml", "lab-ha.yaml", "lab-flux.yaml"} <= names
+    assert {"oslo-prod.yaml", "lab.yaml", "lab-ha.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", INVENTORY, ids=[p.name for p in INVENTORY])
@@ -85,7 +85,17 @@ def test_lab_sites_may_omit_airgap_dir() -> None:
     assert site.repo.kind() == "file"
     assert site.repo.deploy_key is None
     assert load_site(REPO / "inventory" / "lab-ha.yaml").server_count() == 3
-    assert load_site(REPO / "inventory" / "lab-flux.yaml").reconciler.type == "flux"
+
+
+def test_flux_with_a_file_repo_is_refused_at_the_url(tmp_path: Path) -> None:
+    text = (REPO / "inventory" / "lab.yaml").read_text().replace("type: argocd", "type: flux")
+    path = tmp_path / "flux.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_site(path)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.strip().startswith("url:"))
+    assert err.value.line == line
+    assert "https" in err.value.message
 
 
 def test_example_site_validates_from_text_and_from_a_written_file(tmp_path: Path) -> None:
