@@ -400,6 +400,19 @@ def cert_not_before(cert_pem: bytes | str) -> dt.datetime:
     return cert.not_valid_before_utc
 
 
+def cert_fingerprint(cert_pem: bytes | str) -> str:
+    """Fingerprint of the public key in a PEM certificate (what ``/v1/cert.pem`` serves)."""
+    data = cert_pem.encode() if isinstance(cert_pem, str) else cert_pem
+    try:
+        cert = x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise MalformedSealedValue("the certificate is not readable PEM") from None
+    public = cert.public_key()
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise MalformedSealedValue("the certificate does not hold an RSA public key")
+    return fingerprint(public)
+
+
 def key_secret_manifest(
     key: rsa.RSAPrivateKey,
     cert_pem: bytes,

@@ -213,8 +213,6 @@ def _available(obj: dict[str, Any] | None) -> bool:
 )
 def verify_sealing_key(ctx: StepContext) -> None:
     """The controller serves a certificate whose fingerprint is an escrowed key."""
-    from cryptography import x509
-
     from bootstrap import sealing
 
     kube = common.kube(ctx)
@@ -227,8 +225,7 @@ def verify_sealing_key(ctx: StepContext) -> None:
         pem = kube.proxy_get(ns, CONTROLLER, 8080, "/v1/cert.pem")
     else:
         ctx.progress("certificate read from the LAB STAND-IN controller", target=CONTROLLER)
-    cert = x509.load_pem_x509_certificate(pem)
-    fp = sealing.fingerprint(cert.public_key())  # type: ignore[arg-type]
+    fp = sealing.cert_fingerprint(pem)
     escrowed = common.kit(ctx).fingerprints()
     if fp not in escrowed:
         # Transient: a controller that was just restarted may serve its old key for a moment.

@@ -280,3 +280,10 @@ def test_round_trip_property(
 ) -> None:
     b64 = sealing.seal_value(key.public_key(), value, namespace, name, scope)
     assert sealing.unseal_value([key], b64, namespace, name, scope) == value
+
+
+def test_cert_fingerprint_matches_the_key_fingerprint() -> None:
+    key, cert = sealing.generate_key(2048)
+    assert sealing.cert_fingerprint(cert) == sealing.fingerprint(key.public_key())
+    with pytest.raises(sealing.MalformedSealedValue):
+        sealing.cert_fingerprint(b"-----BEGIN CERTIFICATE-----\nnot a cert\n")
