@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -182,17 +183,19 @@ def dry_run(pipeline: Pipeline, site: Any, req: RunRequest) -> RunResult:
     """``drboot plan``: observe only; no journal rows, no lock, no audit records."""
     run_id = f"plan-{new_run_id(str(site.name))}"
     journal = req.state.journal()
+    run_dir = req.state.run_dir(run_id)
     try:
         scope = RunScope(
             run_id=run_id,
             site=site,
-            run_dir=req.state.run_dir(run_id),
+            run_dir=run_dir,
             bus=_bus(req, journal, dry_run=True),
             options=dict(req.options),
         )
         return plan(pipeline, scope)
     finally:
         journal.close()
+        shutil.rmtree(run_dir, ignore_errors=True)  # a plan leaves nothing behind
 
 
 def status(state: StateDir, run_id: str | None) -> tuple[list[RunRow], list[StepRow]]:
