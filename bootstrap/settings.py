@@ -397,12 +397,20 @@ class LabProvider(_Model):
     disk: Literal["fast", "slow"] = Field(
         default="fast", description="'slow' throttles the etcd disk to demonstrate the disk gate."
     )
-    slow_disk_iops: int = Field(default=3000, ge=1, description="IOPS limit of the 'slow' disk.")
+    slow_disk_iops: int = Field(
+        default=300, ge=1, description="IOPS limit of the 'slow' disk (300: p99 ~80 ms here)."
+    )
 
     @model_validator(mode="after")
     def _odd_servers(self) -> LabProvider:
+        problems: list[tuple[Loc, str]] = []
         if self.servers != 1 and self.servers % 2 == 0:
-            raise CrossFieldError([(("servers",), "expected 1 or an odd number >= 3")])
+            problems.append((("servers",), "expected 1 or an odd number >= 3"))
+        if self.agents:
+            problems.append(
+                (("agents",), "the lab's k3s stand-in has no agent mode (no kubelet): use 0")
+            )
+        _raise_if(problems)
         return self
 
     def server_count(self) -> int:

@@ -17,7 +17,7 @@ set -euo pipefail
 CACHE_ROOT="${1:-${DRBOOT_LAB_CACHE:-/var/cache/drboot-lab}}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PACKAGES=(systemd-container debootstrap apt-cacher-ng iproute2 fio openssh-client
-          e2fsprogs util-linux procps)
+          e2fsprogs util-linux procps git openssl ca-certificates)
 ACNG_PORT=3142
 
 log() { echo "setup-lab: $*" >&2; }
@@ -29,6 +29,9 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+# drboot renders kustomizations with `kubectl kustomize`; Debian's kubernetes-client
+# provides kubectl where the machine has none of its own.
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   # Another apt run (a colleague's setup script) may hold the lock: wait for it.
