@@ -154,9 +154,5 @@ class PermanentError(StepError):
     """Not worth retrying: wrong input, refused credentials, a changed host key."""
 
 
-class NotImplementedStep(PermanentError):
-    """A declared step whose issue has not landed yet. Says so at run time."""
-
-
 class HostKeyMismatch(PermanentError):
     """An SSH host key differs from the one expected (possible MITM)."""
