@@ -42,7 +42,6 @@ class Step:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 600.0
     title: str = ""
-    issue: str | None = None  # the tracker issue that implements it, for placeholder steps
 
 
 class Pipeline:
@@ -60,7 +59,6 @@ class Pipeline:
         retry: RetryPolicy | None = None,
         timeout: float = 600.0,
         title: str = "",
-        issue: str | None = None,
     ) -> Callable[[F], F]:
         """Register ``func`` as step ``step_id``; returns ``func`` unchanged."""
 
@@ -80,7 +78,6 @@ class Pipeline:
                 retry=retry or RetryPolicy(),
                 timeout=timeout,
                 title=title or (doc[0] if doc else step_id),
-                issue=issue,
             )
             return func
 
