@@ -26,7 +26,19 @@ from typing import Any, Literal
 from bootstrap.errors import PermanentError, TransientError
 from bootstrap.hostkeys import TrustedKey, known_hosts_line
 
-PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
+
+def _playbooks_dir() -> Path:
+    """The checkout's playbooks/ (editable install), else where a wheel installed them."""
+    env = os.environ.get("DRBOOT_PLAYBOOKS_DIR")
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parents[2] / "playbooks"
+    if beside.is_dir():
+        return beside
+    return Path(sys.prefix) / "share" / "drboot" / "playbooks"
+
+
+PLAYBOOKS_DIR = _playbooks_dir()
 
 EventKind = Literal["task_start", "host_start", "ok", "failed", "unreachable", "skipped", "stats"]
 
