@@ -84,6 +84,18 @@ class StorageDir:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _reconcile_all(ctl: SourceController | KustomizeController, api: str, kind: str) -> None:
+    """One pass of a Flux controller: reconcile every object of its kind not suspended."""
+    assert ctl.kube is not None
+    try:
+        items = ctl.kube.list(api, kind)
+    except UnknownKind:  # the CRD is not installed (yet)
+        return
+    for obj in items:
+        if not (obj.get("spec") or {}).get("suspend"):
+            ctl.reconcile(obj)
+
+
 class SourceController(Loop):
     """GitRepository reconciler (all namespaces)."""
 
@@ -112,14 +124,7 @@ class SourceController(Loop):
         self.say("started; artifacts in %s", self.storage.root)
 
     def tick(self) -> None:
-        assert self.kube is not None
-        try:
-            repos = self.kube.list(SOURCE_API, "GitRepository")
-        except UnknownKind:
-            return
-        for repo in repos:
-            if not (repo.get("spec") or {}).get("suspend"):
-                self.reconcile(repo)
+        _reconcile_all(self, SOURCE_API, "GitRepository")
 
     def reconcile(self, repo: Obj) -> None:
         assert self.kube is not None
@@ -231,14 +236,7 @@ class KustomizeController(Loop):
         self.say("started")
 
     def tick(self) -> None:
-        assert self.kube is not None
-        try:
-            items = self.kube.list(KS_API, "Kustomization")
-        except UnknownKind:
-            return
-        for ks in items:
-            if not (ks.get("spec") or {}).get("suspend"):
-                self.reconcile(ks)
+        _reconcile_all(self, KS_API, "Kustomization")
 
     def reconcile(self, ks: Obj) -> None:
         assert self.kube is not None
