@@ -1,0 +1,55 @@
+"""The options of one run, as the operator gave them on the command line.
+
+A frozen record, journalled with the run (as JSON, the same keys drboot has always
+written) so that ``resume`` goes on with the same decisions. Only references and
+operator decisions live here, never secret material.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the operator decided for this run (every field audited where it matters)."""
+
+    accept_slow_disk: str | None = None  # go past the disk gate; the reason is audited
+    trust_on_first_use: bool = False  # accept unknown SSH host keys once (audited)
+    site_dir: str | None = None  # the site file's folder: relative paths resolve against it
+
+    def to_json(self) -> dict[str, Any]:
+        """The journal form: only what is set (the keys older drboot versions wrote)."""
+        out: dict[str, Any] = {}
+        if self.accept_slow_disk:
+            out["accept_slow_disk"] = self.accept_slow_disk
+        if self.trust_on_first_use:
+            out["trust_on_first_use"] = True
+        if self.site_dir:
+            out["site_dir"] = self.site_dir
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunOptions:
+        """Read a journalled row; unknown keys (from another drboot version) are refused."""
+        known = {"accept_slow_disk", "trust_on_first_use", "site_dir"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown run option(s) {', '.join(unknown)}")
+        slow = data.get("accept_slow_disk")
+        site_dir = data.get("site_dir")
+        return cls(
+            accept_slow_disk=str(slow) if slow else None,
+            trust_on_first_use=bool(data.get("trust_on_first_use", False)),
+            site_dir=str(site_dir) if site_dir else None,
+        )
+
+    def overridden_by(self, newer: RunOptions) -> RunOptions:
+        """These options with what a resume's command line sets on top (never unsets)."""
+        return replace(
+            self,
+            accept_slow_disk=newer.accept_slow_disk or self.accept_slow_disk,
+            trust_on_first_use=newer.trust_on_first_use or self.trust_on_first_use,
+            site_dir=self.site_dir or newer.site_dir,
+        )
