@@ -27,6 +27,7 @@ from bootstrap.engine.step import Pipeline
 from bootstrap.errors import ConfigError
 from bootstrap.events import EventBus, Observer
 from bootstrap.fsutil import private_dir, write_atomic
+from bootstrap.options import RunOptions
 from bootstrap.render.recorders import AuditRecorder, JournalRecorder
 
 SITE_COPY = "site.yaml"
@@ -118,7 +119,7 @@ def start(
             site=site,
             run_dir=run_dir,
             bus=_bus(req, journal),
-            options=dict(req.options),
+            options=RunOptions.from_json(dict(req.options)),
             until=req.until,
         )
         return execute(pipeline, journal, scope)
@@ -169,7 +170,7 @@ def resume(
                 site=site,
                 run_dir=run_dir,
                 bus=_bus(req, journal),
-                options=options,
+                options=RunOptions.from_json(options),
                 until=req.until,
             )
             return execute(pipeline, journal, scope)
@@ -190,7 +191,7 @@ def dry_run(pipeline: Pipeline, site: Any, req: RunRequest) -> RunResult:
             site=site,
             run_dir=run_dir,
             bus=_bus(req, journal, dry_run=True),
-            options=dict(req.options),
+            options=RunOptions.from_json(dict(req.options)),
         )
         return plan(pipeline, scope)
     finally:

@@ -50,6 +50,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bootstrap import pins
+
 API_VERSION = "drboot.dev/v1"
 
 Loc = tuple[str | int, ...]
@@ -338,6 +340,27 @@ KnownHostsRef = Annotated[
 # --------------------------------------------------------------------------- providers
 
 
+def _pinned(version: str, pinned: str, what: str) -> None:
+    """Refuse a version other than the pinned manifest drboot ships (``bootstrap.pins``)."""
+    if version.lstrip("v") != pinned.lstrip("v"):
+        raise CrossFieldError(
+            [
+                (
+                    ("version",),
+                    f"this drboot installs {what} {pinned} (its pinned, tested manifest); "
+                    f"use version {pinned}, or the drboot release that ships {version}",
+                )
+            ]
+        )
+
+
+_LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
 class Host(_Model):
     """One machine of a static provider, reached over SSH."""
 
@@ -348,7 +371,22 @@ class Host(_Model):
     host_key_fingerprint: Fingerprint | None = Field(
         default=None, description="Pinned SSH host key (SHA256:...); None = use known_hosts / TOFU."
     )
-    labels: dict[str, str] = Field(default_factory=dict, description="Kubernetes node labels.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Kubernetes node labels (k3s --node-label)."
+    )
+
+    @model_validator(mode="after")
+    def _check_labels(self) -> Host:
+        problems: list[tuple[Loc, str]] = []
+        for key, value in self.labels.items():
+            if len(key) > 317 or _LABEL_KEY.fullmatch(key) is None:
+                problems.append((("labels", key), "expected a label key like tier or "
+                                 "example.com/zone (letters, digits, '-', '_', '.')"))  # fmt: skip
+            if _LABEL_VALUE.fullmatch(str(value)) is None:
+                problems.append((("labels", key), "expected a label value of at most 63 "
+                                 "letters, digits, '-', '_' or '.'"))  # fmt: skip
+        _raise_if(problems)
+        return self
 
 
 class StaticProvider(_Model):
@@ -494,7 +532,6 @@ class Ssh(_Model):
 class Kubernetes(_Model):
     """The k3s cluster to install."""
 
-    distribution: Literal["k3s"] = Field(default="k3s", description="Kubernetes distribution.")
     version: K3sVersion = Field(
         default="v1.30.4+k3s1", description="k3s release, e.g. v1.30.4+k3s1."
     )
@@ -525,7 +562,8 @@ class Kubernetes(_Model):
         default=timedelta(minutes=5), description="Wait for the API."
     )
     data_dir: SitePath = Field(
-        default=Path("/var/lib/rancher/k3s"), description="k3s data directory."
+        default=Path("/var/lib/rancher/k3s"),
+        description="k3s --data-dir on every node (etcd writes below it, in server/db).",
     )
 
     @model_validator(mode="after")
@@ -544,13 +582,15 @@ class DiskGate(_Model):
     """Refuse a disk too slow for etcd (fio fdatasync p99), before installing k3s."""
 
     enabled: bool = Field(default=True, description="Run the fio check on every server.")
-    directory: SitePath = Field(
-        default=Path("/var/lib/rancher/k3s/server/db"), description="Directory fio writes to."
+    directory: SitePath | None = Field(
+        default=None,
+        description="Directory fio writes to; None = <kubernetes.data_dir>/server/db, where "
+        "etcd writes.",
     )
     p99_fdatasync_ms: float = Field(
         default=10.0, gt=0, le=10000, description="Refuse when p99 fdatasync latency exceeds this."
     )
-    size: FioSize = Field(default="22m", description="fio --size.")
+    size: FioSize = Field(default="22m", description="fio --size: how much the job writes.")
     block_size: int = Field(default=2300, ge=512, le=1 << 20, description="fio --bs in bytes.")
     runtime_limit: Duration = Field(
         default=timedelta(minutes=2), description="Give up fio after this."
@@ -614,13 +654,21 @@ class SealedSecrets(_Model):
     controller_name: SiteName = Field(
         default="sealed-secrets-controller", description="Controller Deployment/Service name."
     )
-    version: Version = Field(default="0.36.6", description="Controller version.")
+    version: Version = Field(
+        default=pins.SEALED_SECRETS_VERSION,
+        description="Controller version: the one this drboot ships (pinned manifest).",
+    )
     key_renewal_period: Duration = Field(
         default=timedelta(days=30), description="Key renewal period."
     )
     verify_in_preflight: bool = Field(
         default=True, description="Check the escrowed key can unseal a secret of the repo first."
     )
+
+    @model_validator(mode="after")
+    def _shipped_version(self) -> SealedSecrets:
+        _pinned(self.version, pins.SEALED_SECRETS_VERSION, "Sealed Secrets")
+        return self
 
 
 # --------------------------------------------------------------------------- reconciler, repo
@@ -630,21 +678,37 @@ class ArgocdReconciler(_Model):
     """Argo CD, pointed at the repository."""
 
     type: Literal["argocd"] = Field(description="Argo CD.")
-    version: Version = Field(default="v3.5.1", description="Argo CD version.")
+    version: Version = Field(
+        default=pins.ARGOCD_VERSION,
+        description="Argo CD version: the one this drboot ships (pinned manifest).",
+    )
     namespace: SiteName = Field(default="argocd", description="Namespace to install into.")
     app_of_apps: str | None = Field(
         default=None, description="Path of the app-of-apps in the repo; None = repo.path."
     )
     project: SiteName = Field(default="default", description="Argo CD project of the root app.")
 
+    @model_validator(mode="after")
+    def _shipped_version(self) -> ArgocdReconciler:
+        _pinned(self.version, pins.ARGOCD_VERSION, "Argo CD")
+        return self
+
 
 class FluxReconciler(_Model):
     """Flux, pointed at the repository."""
 
     type: Literal["flux"] = Field(description="Flux.")
-    version: Version = Field(default="v2.9.4", description="Flux version.")
+    version: Version = Field(
+        default=pins.FLUX_VERSION,
+        description="Flux version: the one this drboot ships (pinned manifest).",
+    )
     namespace: SiteName = Field(default="flux-system", description="Namespace to install into.")
     interval: Duration = Field(default=timedelta(minutes=1), description="Reconcile interval.")
+
+    @model_validator(mode="after")
+    def _shipped_version(self) -> FluxReconciler:
+        _pinned(self.version, pins.FLUX_VERSION, "Flux")
+        return self
 
 
 Reconciler = Annotated[ArgocdReconciler | FluxReconciler, Field(discriminator="type")]
@@ -830,3 +894,9 @@ class Site(_Model):
     def server_count(self) -> int:
         """How many k3s servers the provider yields."""
         return self.provider.server_count()
+
+    def etcd_dir(self) -> Path:
+        """Where etcd writes on a server: what the disk gate measures."""
+        if self.disk_gate.directory is not None:
+            return self.disk_gate.directory
+        return self.kubernetes.data_dir / "server" / "db"

@@ -52,6 +52,7 @@ class InventoryHost:
     port: int = 22
     user: str = "root"
     role: Literal["server", "agent"] = "server"
+    labels: Mapping[str, str] = field(default_factory=dict)  # k3s --node-label, per host
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,14 @@ def build_inventory(
         raise PermanentError("duplicate host names in the inventory", hint="fix the site file")
 
     def hv(h: InventoryHost) -> dict[str, Any]:
-        return {"ansible_host": h.address, "ansible_port": h.port, "ansible_user": h.user}
+        out: dict[str, Any] = {
+            "ansible_host": h.address,
+            "ansible_port": h.port,
+            "ansible_user": h.user,
+        }
+        if h.labels:
+            out["k3s_node_labels"] = dict(h.labels)
+        return out
 
     servers = [h for h in hosts if h.role == "server"]
     agents = [h for h in hosts if h.role == "agent"]

@@ -80,14 +80,16 @@ def _make_policy(client: SSHClient) -> Any:
     return _DecidePolicy()
 
 
-def _keepalive_socket(host: str, port: int, timeout: float) -> socket.socket:
+def _keepalive_socket(
+    host: str, port: int, timeout: float, interval: int = KEEPALIVE_INTERVAL
+) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     for opt, val in (
-        ("TCP_KEEPIDLE", KEEPALIVE_INTERVAL),
-        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPIDLE", interval),
+        ("TCP_KEEPINTVL", interval),
         ("TCP_KEEPCNT", KEEPALIVE_COUNT),
-        ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS),
+        ("TCP_USER_TIMEOUT", max(USER_TIMEOUT_MS, interval * (KEEPALIVE_COUNT + 1) * 1000)),
     ):
         if hasattr(socket, opt):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)
@@ -113,6 +115,8 @@ class SSHClient:
         sudo: bool = True,
         allow_agent: bool = False,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
         step: str | None = None,
     ) -> None:
         self.host = host
@@ -123,6 +127,8 @@ class SSHClient:
         self.sudo = sudo and user != "root"
         self.allow_agent = allow_agent
         self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout  # a command given no timeout of its own
+        self.keepalive_interval = max(1, round(keepalive_interval))  # SSH and TCP keepalives
         self.step = step
         self._client: paramiko.SSHClient | None = None
         self._trusted: TrustedKey | None = None
@@ -180,7 +186,9 @@ class SSHClient:
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(_make_policy(self))
         try:
-            sock = _keepalive_socket(self.host, self.port, self.connect_timeout)
+            sock = _keepalive_socket(
+                self.host, self.port, self.connect_timeout, self.keepalive_interval
+            )
             client.connect(
                 self.host,
                 port=self.port,
@@ -228,7 +236,7 @@ class SSHClient:
             ) from None
         transport = client.get_transport()
         assert transport is not None
-        transport.set_keepalive(KEEPALIVE_INTERVAL)
+        transport.set_keepalive(self.keepalive_interval)
         self._client = client
         return self
 
@@ -315,7 +323,7 @@ class SSHClient:
     def run(
         self,
         cmd: str,
-        timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        timeout: float | None = None,
         check: bool = True,
         *,
         stdin: bytes | None = None,
@@ -327,7 +335,9 @@ class SSHClient:
         ``check`` raises ``PermanentError`` on a non-zero exit status.
         """
         label = label or f"`{cmd if len(cmd) <= 120 else cmd[:117] + '...'}`"
-        rc, out, err = self._exec(cmd, timeout, stdin, label)
+        rc, out, err = self._exec(
+            cmd, self.command_timeout if timeout is None else timeout, stdin, label
+        )
         res = Result(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
         if check and rc != 0:
             hint = "fix the cause on the host (the output is quoted above), then resume"

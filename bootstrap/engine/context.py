@@ -13,10 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from bootstrap.errors import PermanentError
 from bootstrap.events import Event, EventBus, EventKind
+from bootstrap.options import RunOptions
+from bootstrap.records import OutputFormatError, StepOutput
+from bootstrap.settings import Site
 
 
 class Unobservable(Exception):
@@ -27,26 +30,65 @@ class Unobservable(Exception):
         self.needs = needs
 
 
-@dataclass
-class RunScope:
-    """What all steps of one run share. ``resources`` holds clients to close at the end."""
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run-wide shared object (clients, the provider) is built from."""
 
     run_id: str
-    site: Any
+    site: Site
+    options: RunOptions
+    run_dir: Path
+    state_root: Path
+    dry_run: bool
+
+
+class Shared(Protocol):
+    """A run-wide object built once, on first use, and closed once when the run ends."""
+
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Shared)
+Out = TypeVar("Out", bound=StepOutput)
+
+
+@dataclass
+class RunScope:
+    """What all steps of one run share.
+
+    ``outputs`` holds each finished step's journalled output (JSON); ``shared`` the
+    run-wide objects built by ``StepContext.shared``, closed (with ``closers``) exactly
+    once by ``close()``, on every exit path of the runner.
+    """
+
+    run_id: str
+    site: Site
     run_dir: Path
     bus: EventBus
+    options: RunOptions = field(default_factory=RunOptions)
     dry_run: bool = False
     until: str | None = None  # stop (resumably) after this step
-    options: dict[str, Any] = field(default_factory=dict)
+    state_root: Path | None = None  # None: the run folder's grandparent (<state>/runs/<id>)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    resources: dict[str, Any] = field(default_factory=dict)
+    shared: dict[object, Shared] = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def info(self) -> RunInfo:
+        return RunInfo(
+            run_id=self.run_id,
+            site=self.site,
+            options=self.options,
+            run_dir=self.run_dir,
+            state_root=self.state_root or self.run_dir.parent.parent,
+            dry_run=self.dry_run,
+        )
 
     def close(self) -> None:
         while self.closers:
             closer = self.closers.pop()
             with contextlib.suppress(Exception):
                 closer()
+        self.shared.clear()
 
 
 class StepContext:
@@ -66,7 +108,7 @@ class StepContext:
         return self._scope.run_id
 
     @property
-    def site(self) -> Any:
+    def site(self) -> Site:
         return self._scope.site
 
     @property
@@ -74,33 +116,58 @@ class StepContext:
         return self._scope.run_dir
 
     @property
+    def state_root(self) -> Path:
+        """The drboot state directory (journal, audit log, run folders)."""
+        return self._scope.info().state_root
+
+    @property
     def dry_run(self) -> bool:
         return self._scope.dry_run
 
     @property
-    def options(self) -> dict[str, Any]:
+    def options(self) -> RunOptions:
         return self._scope.options
 
-    @property
-    def resources(self) -> dict[str, Any]:
-        return self._scope.resources
+    def shared(self, factory: Callable[[RunInfo], S]) -> S:
+        """The run-wide object ``factory`` builds, built on first use and closed at the end."""
+        found = self._scope.shared.get(factory)
+        if found is None:
+            built = factory(self._scope.info())
+            self._scope.shared[factory] = built
+            self._scope.closers.append(built.close)
+            return built
+        return found  # type: ignore[return-value]  # keyed by its own factory
 
     def on_close(self, closer: Callable[[], None]) -> None:
         """Close a client (SSH, API) when the run ends, however it ends."""
         self._scope.closers.append(closer)
 
-    def output_of(self, step_id: str, key: str | None = None) -> Any:
-        """An output an earlier step recorded; in a dry run, raise ``Unobservable`` if absent."""
-        outs = self._scope.outputs.get(step_id)
-        if outs is None or (key is not None and key not in outs):
+    def read(self, kind: type[Out]) -> Out:
+        """The typed output an earlier step recorded; in a dry run, ``Unobservable`` if absent."""
+        data = self._scope.outputs.get(kind.STEP)
+        if not data:
             if self.dry_run:
-                raise Unobservable(step_id)
+                raise Unobservable(kind.STEP)
             raise PermanentError(
-                f"needs the output {key or '*'} of step {step_id}, which has none",
+                f"needs the output of step {kind.STEP}, which has none",
                 step=self.step_id,
                 hint="this is a pipeline ordering bug; report it with the run folder",
             )
-        return outs if key is None else outs[key]
+        try:
+            return kind.from_json(data)
+        except OutputFormatError as exc:
+            raise PermanentError(
+                str(exc),
+                step=self.step_id,
+                hint="the run was journalled by another drboot version; start a new run",
+            ) from None
+
+    def record(self, output: StepOutput) -> None:
+        """Record this step's typed output (journalled; references only, never secrets)."""
+        if self.step_id != output.STEP:
+            raise ValueError(f"step {self.step_id} records {type(output).__name__}, "
+                             f"which belongs to step {output.STEP}")  # fmt: skip
+        self.outputs = output.to_json()
 
     def remaining(self) -> float:
         """Seconds left before this step's timeout; pass it to waits and subprocesses."""
@@ -149,7 +216,3 @@ class StepContext:
     def audit(self, what: str, *, target: str | None = None, **data: Any) -> None:
         """Put a decision in the audit log (a trusted host key, an accepted slow disk)."""
         self._emit("audit", what, target, data)
-
-    def output(self, key: str, value: Any) -> None:
-        """Record an output (JSON; references only, never secret material)."""
-        self.outputs[key] = value

@@ -14,12 +14,12 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-RunStatus = Literal["running", "ok", "failed", "interrupted", "stopped"]
-StepStatus = Literal["pending", "running", "done", "failed", "skipped"]
+from bootstrap.records import RunRow, RunStatus, StepRow, StepStatus
+
+__all__ = ["Journal", "RunRow", "RunStatus", "StepRow", "StepStatus"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -71,41 +71,6 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-@dataclass(frozen=True)
-class RunRow:
-    id: str
-    site: str
-    pipeline: str
-    status: RunStatus
-    created: float
-    ended: float | None
-    pid: int | None
-    exit_code: int | None
-    error: str | None
-    options: dict[str, Any]
-    site_digest: str
-
-
-@dataclass(frozen=True)
-class StepRow:
-    run_id: str
-    step_id: str
-    position: int
-    status: StepStatus
-    attempts: int
-    started: float | None
-    ended: float | None
-    outputs: dict[str, Any]
-    summary: str
-    error: str | None
-
-    @property
-    def seconds(self) -> float | None:
-        if self.started is None or self.ended is None:
-            return None
-        return self.ended - self.started
 
 
 class Journal:

@@ -83,9 +83,11 @@ class Pipeline:
 
         return register
 
-    def include(self, other: Pipeline) -> Pipeline:
-        """Add every step of ``other`` (in order) to this pipeline; returns self."""
+    def include(self, other: Pipeline, *, without: tuple[str, ...] = ()) -> Pipeline:
+        """Add every step of ``other`` (in order, less ``without``) to this pipeline."""
         for spec in other:
+            if spec.id in without:
+                continue
             if spec.id in self._steps:
                 raise ValueError(f"step id {spec.id!r} registered twice in {self.name}")
             self._steps[spec.id] = spec

@@ -59,6 +59,7 @@ def seed_site(site: Any, state_root: Path) -> dict[str, Any]:
 
 def status(site: Any, state_root: Path) -> dict[str, Any]:
     from bootstrap.lab.hosts import Lab
+    from bootstrap.lab.standins.process import StandinProcess
 
     prov = _lab_provider(site, state_root)
     hosts = []
@@ -77,7 +78,7 @@ def status(site: Any, state_root: Path) -> dict[str, Any]:
         "site": site.name,
         "state_dir": str(prov.state_dir),
         "hosts": hosts,
-        "standins_pid": prov.standins_pid(),
+        "standins_pid": StandinProcess(prov.state_dir).pid(),
     }
 
 

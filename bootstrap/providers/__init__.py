@@ -1,33 +1,42 @@
 """Where hosts come from: static (hosts you have), lab (local nspawn hosts), clouds later.
 
-``provider_for(site, state_root)`` returns the provider a site describes. Every
-provider observes first: ``observe()`` lists what exists, and ``create()`` is
-only ever asked for what is missing, so a re-run never duplicates a server.
+``provider_for(site, state_root)`` returns the provider a site describes, looked up by type in
+``PROVIDERS``. Every provider observes first: ``observe()`` lists what exists, and ``create()``
+is only ever asked for what is missing, so a re-run never duplicates a server.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from bootstrap.errors import ConfigError
 from bootstrap.providers.base import HostInfo, Provider
+from bootstrap.settings import Site
 
 __all__ = ["HostInfo", "Provider", "provider_for"]
 
+# type -> (module, class); modules are imported only when a site uses them.
+PROVIDERS: dict[str, tuple[str, str]] = {
+    "static": ("bootstrap.providers.static", "StaticHosts"),
+    "lab": ("bootstrap.providers.lab", "LabHosts"),
+}
 
-def provider_for(site: Any, state_root: Path) -> Provider:
-    kind = site.provider.type
-    if kind == "static":
-        from bootstrap.providers.static import StaticHosts
 
-        return StaticHosts(site)
-    if kind == "lab":
-        from bootstrap.providers.lab import LabHosts
+def load_provider_module(kind: str) -> object:
+    """Import the module of provider ``kind`` (a ConfigError for a type not implemented)."""
+    entry = PROVIDERS.get(kind)
+    if entry is None:
+        raise ConfigError(
+            f"provider type {kind!r} is declared in the site schema but not implemented yet "
+            "(tracked in the cloud-providers issue)",
+            hint="use provider: static with hosts you created by hand, or provider: lab",
+        )
+    return importlib.import_module(entry[0])
 
-        return LabHosts(site, state_root)
-    raise ConfigError(
-        f"provider type {kind!r} is declared in the site schema but not implemented yet "
-        "(tracked in the cloud-providers issue)",
-        hint="use provider: static with hosts you created by hand, or provider: lab",
-    )
+
+def provider_for(site: Site, state_root: Path) -> Provider:
+    module = load_provider_module(site.provider.type)
+    factory: Callable[[Site, Path], Provider] = getattr(module, PROVIDERS[site.provider.type][1])
+    return factory(site, state_root)

@@ -1,9 +1,16 @@
-"""The provider interface and the host record every later step works from."""
+"""The provider interface and the host record every later step works from.
+
+A provider answers four questions and no more: which hosts does the site want, which of them
+exist (find), make the missing ones (create), remove the ones it made (destroy), and how to
+connect to them (address, user, host key in ``HostInfo``; the operator key it manages, if any).
+What only one provider's world needs (the lab's stand-ins) is a ``ClusterPlugin``, not a
+method here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -22,19 +29,19 @@ class HostInfo:
     host_public_key: str | None = None  # OpenSSH line the provider reports (first trust source)
     host_key_fingerprint: str | None = None  # pinned in the site file (second source)
     provider_id: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # Kubernetes node labels
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HostInfo:
-        return cls(**data)
-
 
 class Provider(Protocol):
-    """Creates, finds and destroys the hosts of one site."""
+    """Creates, finds and destroys the hosts of one site, and says how to reach them."""
 
     kind: str
+    # False: the hosts exist before drboot and outlive it (static); a drill's teardown then
+    # uninstalls k3s from them instead of destroying them.
+    creates_hosts: bool
 
     def wanted(self) -> list[str]:
         """Host names the site wants, servers first."""
@@ -53,18 +60,10 @@ class Provider(Protocol):
         ...
 
     def ssh_key_file(self) -> Path | None:
-        """The operator's private key for these hosts, if the provider manages one."""
+        """The operator's private key for these hosts, if the provider manages one
+        (None: the site's ``ssh.private_key_file``)."""
         ...
 
-    def airgap_dir(self) -> Path | None:
-        """An air-gap bundle the provider supplies (the lab's k3s stand-in), if any."""
-        ...
-
-    def sealing_cert(self, namespace: str) -> bytes | None:
-        """The Sealed Secrets certificate if the provider serves it itself (the lab stand-in);
-        None means: ask the controller through the API server's service proxy."""
-        ...
-
-    def on_cluster_ready(self, kubeconfig: Path, progress: Progress) -> None:
-        """Called once the API answers (the lab starts its controller stand-ins here)."""
+    def close(self) -> None:
+        """Release clients (API sessions); called once when the run ends."""
         ...

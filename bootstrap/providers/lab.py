@@ -1,53 +1,37 @@
 """The lab provider: throw-away Debian hosts under systemd-nspawn on this machine (root).
 
 Hosts live in a lab named after the site, in ``provider.state_dir`` (default
-``/var/lib/drboot-lab/<site>``). The provider also supplies what a lab cannot
-download: the k3s stand-in air-gap bundle, and, once the API answers, the
-controller stand-ins (Sealed Secrets, Argo CD, Flux) as one background process
-that talks to the lab cluster. All of it is a LAB SIMULATION except the hosts,
-their systemd/sshd/apt, and the Kubernetes API server.
+``/var/lib/drboot-lab/<site>``). Only the hosts are this provider's business; what the lab
+supplies beside them (the k3s stand-in bundle, the controller stand-ins, the certificate on
+loopback) is the lab's cluster plug-in, registered here for ``provider: lab``. All of it is a
+LAB SIMULATION except the hosts, their systemd/sshd/apt, and the Kubernetes API server.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
-from bootstrap.errors import PermanentError
 from bootstrap.lab.hosts import Lab, LabHost
+from bootstrap.lab.plugin import LabCluster, lab_state_dir
+from bootstrap.lab.standins.process import StandinProcess
 from bootstrap.providers.base import HostInfo, Progress
+from bootstrap.providers.plugin import register_plugin
+from bootstrap.settings import LabProvider, Site
 
-DEFAULT_ROOT = Path("/var/lib/drboot-lab")
-STANDINS_PID = "standins.pid"
-STANDINS_CERT_PORT = "standins.cert-port"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+register_plugin("lab", LabCluster)
 
 
 class LabHosts:
     kind = "lab"
+    creates_hosts = True
 
-    def __init__(self, site: Any, state_root: Path) -> None:
+    def __init__(self, site: Site, state_root: Path | None = None) -> None:
+        assert isinstance(site.provider, LabProvider)
         self.site = site
-        cfg = site.provider
-        self.cfg = cfg
-        self.state_dir = Path(cfg.state_dir) if cfg.state_dir else DEFAULT_ROOT / site.name
+        self.cfg: LabProvider = site.provider
+        self.state_dir = lab_state_dir(site)
         self.lab_dir = self.state_dir / "lab"
 
-    # ------------------------------------------------------------------ hosts
     def _roles(self) -> dict[str, str]:
         roles = {f"server-{i + 1}": "server" for i in range(self.cfg.servers)}
         roles.update({f"agent-{i + 1}": "agent" for i in range(self.cfg.agents)})
@@ -85,7 +69,7 @@ class LabHosts:
         lab = self._lab(create=True)
         assert lab is not None
         out = []
-        etcd_dir = str(self.site.disk_gate.directory)
+        etcd_dir = str(self.site.etcd_dir())
         for name in names:
             progress(f"booting lab host {name}")
             host = lab.create_host(name)
@@ -99,9 +83,10 @@ class LabHosts:
         return out
 
     def destroy(self, progress: Progress) -> list[str]:
-        self.stop_standins(progress)
-        # The stand-ins' copy of the cluster credentials goes with the cluster.
-        (self.state_dir / "standins.kubeconfig").unlink(missing_ok=True)
+        standins = StandinProcess(self.state_dir)
+        if standins.pid() is not None:
+            progress("stopping the lab controller stand-ins")
+        standins.stop()  # its copy of the cluster credentials goes with the cluster
         lab = self._lab()
         if lab is None:
             return []
@@ -114,81 +99,5 @@ class LabHosts:
         lab = self._lab()
         return lab.ssh_key_path if lab else None
 
-    # ------------------------------------------------------------- stand-ins
-    def airgap_dir(self) -> Path | None:
-        from bootstrap.lab.binaries import kube_bin_dir
-        from bootstrap.lab.k3s_standin import build_bundle
-
-        return build_bundle(self.state_dir / "k3s-airgap-standin", kube_bin_dir())
-
-    def _pidfile(self) -> Path:
-        return self.state_dir / STANDINS_PID
-
-    def standins_pid(self) -> int | None:
-        try:
-            pid = int(self._pidfile().read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        return pid
-
-    def on_cluster_ready(self, kubeconfig: Path, progress: Progress) -> None:
-        """Start the controller stand-ins against the lab cluster (once; idempotent)."""
-        if self.standins_pid() is not None:
-            return
-        log = self.state_dir / "standins.log"
-        kc = self.state_dir / "standins.kubeconfig"
-        kc.write_bytes(kubeconfig.read_bytes())
-        kc.chmod(0o600)
-        repo_root = self.state_dir
-        port = _free_port()
-        (self.state_dir / STANDINS_CERT_PORT).write_text(str(port))
-        progress("starting the lab controller stand-ins (Sealed Secrets, Argo CD, Flux)")
-        with log.open("ab") as fh:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bootstrap.lab.standins",
-                    "--kubeconfig",
-                    str(kc),
-                    "--repo-root",
-                    str(repo_root),
-                    "--cert-port",
-                    str(port),
-                ],
-                stdout=fh,
-                stderr=fh,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=str(Path(__file__).resolve().parents[2]),
-            )
-        self._pidfile().write_text(str(proc.pid))
-        time.sleep(0.5)
-        if proc.poll() is not None:
-            raise PermanentError(f"lab stand-ins exited at once; see {log}", hint=f"read {log}")
-
-    def sealing_cert(self, namespace: str) -> bytes | None:
-        """The Sealed Secrets stand-in's certificate. Lab pods have no IPs, so the service
-        proxy a real cluster uses cannot reach it; the stand-in serves it on loopback."""
-        try:
-            port = int((self.state_dir / STANDINS_CERT_PORT).read_text())
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/cert.pem", timeout=5) as r:
-                body: bytes = r.read()
-                return body
-        except (OSError, ValueError, urllib.error.URLError):
-            return None
-
-    def stop_standins(self, progress: Progress) -> None:
-        pid = self.standins_pid()
-        if pid is None:
-            return
-        progress("stopping the lab controller stand-ins")
-        os.killpg(pid, signal.SIGTERM)
-        for _ in range(50):
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.1)
-        self._pidfile().unlink(missing_ok=True)
+    def close(self) -> None:
+        return None

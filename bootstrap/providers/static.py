@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from bootstrap.errors import PermanentError
 from bootstrap.providers.base import HostInfo, Progress
+from bootstrap.settings import Site, StaticProvider
 
 
 class StaticHosts:
     kind = "static"
+    creates_hosts = False
 
-    def __init__(self, site: Any) -> None:
+    def __init__(self, site: Site, state_root: Path | None = None) -> None:
+        assert isinstance(site.provider, StaticProvider)
         self.site = site
+        self.cfg: StaticProvider = site.provider
 
     def wanted(self) -> list[str]:
-        hosts = self.site.provider.hosts
+        hosts = self.cfg.hosts
         return [h.name for h in hosts if h.role == "server"] + [
             h.name for h in hosts if h.role == "agent"
         ]
 
     def observe(self) -> list[HostInfo]:
         order = self.wanted()
-        hosts = sorted(self.site.provider.hosts, key=lambda h: order.index(h.name))
+        hosts = sorted(self.cfg.hosts, key=lambda h: order.index(h.name))
         return [
             HostInfo(
                 name=h.name,
@@ -31,6 +34,7 @@ class StaticHosts:
                 role=h.role,
                 ssh_port=h.ssh_port,
                 host_key_fingerprint=h.host_key_fingerprint,
+                labels=dict(h.labels),
             )
             for h in hosts
         ]
@@ -48,11 +52,5 @@ class StaticHosts:
     def ssh_key_file(self) -> Path | None:
         return None
 
-    def airgap_dir(self) -> Path | None:
-        return None
-
-    def sealing_cert(self, namespace: str) -> bytes | None:
-        return None
-
-    def on_cluster_ready(self, kubeconfig: Path, progress: Progress) -> None:
+    def close(self) -> None:
         return None

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
-from bootstrap.engine.journal import RunRow, StepRow
+from bootstrap.outputs import AppsSynced, DiskGated, KeysRestored
+from bootstrap.records import OutputFormatError, RunRow, StepOutput, StepRow
+
+Out = TypeVar("Out", bound=StepOutput)
 
 SCHEMA = "drboot.dev/report/v1"
 RTO_STEP = "wait-synced"
@@ -43,6 +46,7 @@ class Context:
     provider: str
     reconciler: str
     now: float
+    writing_step: str | None = None  # the step writing this report: done once it is on disk
 
 
 def iso(ts: float | None) -> str | None:
@@ -51,22 +55,38 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
-def _step(row: StepRow) -> dict[str, Any]:
+def _step(row: StepRow, ctx: Context) -> dict[str, Any]:
+    writing = row.step_id == ctx.writing_step and row.status == "running"
+    seconds = row.seconds
+    if writing and row.started is not None:
+        seconds = ctx.now - row.started
     return {
         "id": row.step_id,
-        "status": row.status,
+        "status": "done" if writing else row.status,
         "attempts": row.attempts,
         "started_at": iso(row.started),
-        "seconds": round(row.seconds, 3) if row.seconds is not None else None,
-        "summary": row.summary,
+        "seconds": round(seconds, 3) if seconds is not None else None,
+        "summary": "this report" if writing else row.summary,
         "error": row.error,
     }
 
 
+def output_of(steps: Sequence[StepRow], kind: type[Out], *, done: bool = False) -> Out | None:
+    """The typed output ``kind`` of its step (None if that step recorded none, or one this
+    drboot cannot read: a report never fails over an old journal row)."""
+    for s in steps:
+        if s.step_id == kind.STEP and s.outputs and (s.status == "done" or not done):
+            try:
+                return kind.from_json(s.outputs)
+            except OutputFormatError:
+                return None
+    return None
+
+
 def rto(run: RunRow, steps: Sequence[StepRow], objective: float) -> dict[str, Any]:
     """Seconds from the run's start until every app was Synced+Healthy, vs the objective."""
-    outs = next((s.outputs for s in steps if s.step_id == RTO_STEP and s.status == "done"), {})
-    ready_at = outs.get("ready_at")
+    synced = output_of(steps, AppsSynced, done=True)
+    ready_at = synced.ready_at if synced is not None else None
     seconds = round(float(ready_at) - run.created, 3) if ready_at is not None else None
     return {
         "seconds": seconds,
@@ -82,20 +102,21 @@ def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> l
     """Warnings from step outputs (``warning``/``warnings``), failing disk verdicts, foreign
     sealing keys, steps that needed retries, and audited operator decisions."""
     out: list[str] = []
+    keys = output_of(steps, KeysRestored)
+    gate = output_of(steps, DiskGated)
     for s in steps:
-        w = s.outputs.get("warning")
-        if isinstance(w, str) and w:
-            out.append(f"{s.step_id}: {w}")
-        for item in s.outputs.get("warnings") or []:
-            out.append(f"{s.step_id}: {item}")
-        for v in s.outputs.get("verdicts") or []:
-            if isinstance(v, dict) and not v.get("ok", True):
-                out.append(
-                    f"{s.step_id}: {v.get('host')}: fdatasync p99 {float(v.get('p99_ms', 0)):.2f} "
-                    f"ms exceeds {float(v.get('threshold_ms', 0)):.2f} ms"
-                )
-        if s.outputs.get("foreign_keys"):
-            out.append(f"{s.step_id}: foreign sealing keys {', '.join(s.outputs['foreign_keys'])}")
+        if keys is not None and s.step_id == KeysRestored.STEP:
+            if keys.warning:
+                out.append(f"{s.step_id}: {keys.warning}")
+            if keys.foreign_keys:
+                out.append(f"{s.step_id}: foreign sealing keys {', '.join(keys.foreign_keys)}")
+        if gate is not None and s.step_id == DiskGated.STEP:
+            for v in gate.verdicts:
+                if not v.ok:
+                    out.append(
+                        f"{s.step_id}: {v.host}: fdatasync p99 {v.p99_ms:.2f} ms exceeds "
+                        f"{v.threshold_ms:.2f} ms"
+                    )
         if s.status == "done" and s.attempts > 1:
             out.append(f"{s.step_id}: succeeded after {s.attempts} attempts")
     for e in events:
@@ -137,7 +158,8 @@ def build(
     ctx: Context,
 ) -> dict[str, Any]:
     """The whole report as a JSON-able dict."""
-    apps = next((s.outputs.get("apps") for s in steps if s.step_id == RTO_STEP), None) or {}
+    synced = output_of(steps, AppsSynced)
+    apps = {name: asdict(a) for name, a in synced.apps.items()} if synced else {}
     failed = any(s.status == "failed" for s in steps)
     restored = any(s.step_id == RTO_STEP and s.status == "done" for s in steps)
     return {
@@ -152,7 +174,7 @@ def build(
         "provider": ctx.provider,
         "reconciler": ctx.reconciler,
         "rto": rto(run, steps, ctx.objective_seconds),
-        "steps": [_step(s) for s in steps],
+        "steps": [_step(s, ctx) for s in steps],
         "apps": apps,
         "warnings": warnings(steps, events),
         "decisions": decisions(events),

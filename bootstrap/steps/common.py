@@ -1,7 +1,9 @@
-"""What several steps share within one run: the provider, the hosts, the recovery kit.
+"""What several steps share within one run: the run's resources, the hosts, Ansible.
 
-Shared objects are built once per process and kept in the run's resources
-(never in the journal): a resumed run rebuilds them, re-opening the escrow.
+The resources (kit, provider, plug-in, clients) are built once per process and kept in the
+run's ``RunResources`` (never in the journal): a resumed run rebuilds them, re-opening the
+escrow. Hosts and verified host keys come from the typed outputs of ``provision`` and
+``connect``.
 """
 
 from __future__ import annotations
@@ -10,86 +12,60 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bootstrap.engine.context import StepContext
+from bootstrap.kubeapi import KubeAPI
+from bootstrap.outputs import Connected, Provisioned
+from bootstrap.providers.base import HostInfo, Provider
+from bootstrap.providers.plugin import ClusterPlugin
+from bootstrap.steps.resources import RunResources
 
 if TYPE_CHECKING:
+    from bootstrap.adapters.ansible import PlayResult
+    from bootstrap.adapters.ssh import SSHClient
     from bootstrap.escrow.kit import RecoveryKit
-    from bootstrap.providers.base import HostInfo, Provider
+    from bootstrap.hostkeys import TrustedKey
+
+
+def resources(ctx: StepContext) -> RunResources:
+    return ctx.shared(RunResources)
 
 
 def kit(ctx: StepContext) -> RecoveryKit:
     """The decrypted recovery kit, opened once per process; never journalled."""
-    if "kit" not in ctx.resources:
-        from bootstrap.escrow.service import open_kit
-
-        ctx.resources["kit"] = open_kit(ctx.site)
-    found: RecoveryKit = ctx.resources["kit"]
-    return found
-
-
-def state_root(ctx: StepContext) -> Path:
-    """The drboot state directory (the run folder is ``<root>/runs/<id>``)."""
-    return ctx.run_dir.parent.parent
+    return resources(ctx).kit()
 
 
 def provider(ctx: StepContext) -> Provider:
-    if "provider" not in ctx.resources:
-        from bootstrap.providers import provider_for
+    return resources(ctx).provider()
 
-        ctx.resources["provider"] = provider_for(ctx.site, state_root(ctx))
-    found: Provider = ctx.resources["provider"]
-    return found
+
+def plugin(ctx: StepContext) -> ClusterPlugin:
+    return resources(ctx).plugin()
 
 
 def hosts(ctx: StepContext) -> list[HostInfo]:
     """The hosts the provision step recorded, servers first."""
-    from bootstrap.providers.base import HostInfo
-
-    return [HostInfo.from_dict(h) for h in ctx.output_of("provision", "hosts")]
+    return ctx.read(Provisioned).hosts
 
 
 def servers(ctx: StepContext) -> list[HostInfo]:
-    return [h for h in hosts(ctx) if h.role == "server"]
-
-
-def opt(ctx: StepContext, name: str, default: Any = None) -> Any:
-    return ctx.options.get(name, default)
+    return ctx.read(Provisioned).servers()
 
 
 def ssh_key_file(ctx: StepContext) -> Path:
-    managed = provider(ctx).ssh_key_file()
-    return managed if managed is not None else Path(ctx.site.ssh.private_key_file)
+    return resources(ctx).ssh_key_file()
 
 
 def recorded_key(ctx: StepContext, host: HostInfo) -> str:
     """The host key the connect step verified (OpenSSH line); later steps accept only it."""
-    keys: dict[str, dict[str, str]] = ctx.output_of("connect", "host_keys")
-    return keys[host.name]["key"]
+    return ctx.read(Connected).host_keys[host.name].key
 
 
-def ssh(ctx: StepContext, host: HostInfo) -> Any:
+def ssh(ctx: StepContext, host: HostInfo) -> SSHClient:
     """A connected SSH client that accepts only the host key recorded by the connect step."""
-    cache: dict[str, Any] = ctx.resources.setdefault("ssh", {})
-    if host.name not in cache:
-        from bootstrap.adapters.ssh import SSHClient
-        from bootstrap.hostkeys import HostKeyExpectation, PublicKey
-
-        expected = HostKeyExpectation(provider_key=PublicKey.parse(recorded_key(ctx, host)))
-        client = SSHClient(
-            host.address,
-            host.ssh_port,
-            host.ssh_user or ctx.site.ssh.user,
-            ssh_key_file(ctx),
-            expected=expected,
-            sudo=ctx.site.ssh.use_sudo(),
-            connect_timeout=ctx.site.ssh.connect_timeout.total_seconds(),
-            step=ctx.step_id,
-        ).connect()
-        cache[host.name] = client
-        ctx.on_close(client.close)
-    return cache[host.name]
+    return resources(ctx).ssh(host, recorded_key(ctx, host), ctx.step_id)
 
 
-def trusted_keys(ctx: StepContext) -> list[Any]:
+def trusted_keys(ctx: StepContext) -> list[TrustedKey]:
     """The verified host keys as ``TrustedKey`` records (for Ansible's known_hosts)."""
     from bootstrap.hostkeys import KeySource, PublicKey, TrustedKey
 
@@ -104,7 +80,9 @@ def inventory(ctx: StepContext, group_vars: dict[str, Any] | None = None) -> dic
 
     return build_inventory(
         [
-            InventoryHost(h.name, h.address, h.ssh_port, h.ssh_user or ctx.site.ssh.user, h.role)
+            InventoryHost(
+                h.name, h.address, h.ssh_port, h.ssh_user or ctx.site.ssh.user, h.role, h.labels
+            )
             for h in hosts(ctx)
         ],
         group_vars,
@@ -117,7 +95,7 @@ def playbook(
     *,
     group_vars: dict[str, Any] | None = None,
     secret_vars: dict[str, Any] | None = None,
-) -> Any:
+) -> PlayResult:
     """Run a playbook over the site's hosts; task progress becomes step progress."""
     from bootstrap.adapters.ansible import PlayEvent, run_playbook
 
@@ -142,28 +120,19 @@ def playbook(
     )
 
 
-KUBECONFIG = "kubeconfig"
-
-
 def kubeconfig_path(ctx: StepContext) -> Path:
-    return ctx.run_dir / KUBECONFIG
+    return resources(ctx).kubeconfig_path
 
 
-def kube(ctx: StepContext) -> Any:
+def kube(ctx: StepContext) -> KubeAPI:
     """A client for the restored cluster. The kubeconfig lives in the run folder (0600) only
     while a drboot process runs; it is deleted when the run ends and fetched again on resume."""
-    if "kube" not in ctx.resources:
-        from bootstrap.adapters.kube import KubeClient
+    res = resources(ctx)
+    client = res.kube(lambda m: ctx.progress(m, target=plugin(ctx).name))
+    if client is None:
+        from bootstrap.steps.kubernetes import write_kubeconfig
 
-        path = kubeconfig_path(ctx)
-        if not path.exists():
-            from bootstrap.steps.kubernetes import write_kubeconfig
-
-            write_kubeconfig(ctx)
-        client = KubeClient.from_kubeconfig(path)
-        ctx.resources["kube"] = client
-        ctx.on_close(client.close)
-        # The lab runs its controller stand-ins beside the cluster (a no-op elsewhere);
-        # a resumed run may find them stopped.
-        provider(ctx).on_cluster_ready(path, lambda m: ctx.progress(m, target="lab"))
-    return ctx.resources["kube"]
+        write_kubeconfig(ctx)
+        client = res.kube(lambda m: ctx.progress(m, target=plugin(ctx).name))
+        assert client is not None
+    return client

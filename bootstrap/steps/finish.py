@@ -1,4 +1,4 @@
-"""Finish: the report (RTO against the objective); for drills, teardown."""
+"""Finish: the report (RTO against the objective); for drills, teardown before it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import time
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
 from bootstrap.errors import PermanentError
+from bootstrap.outputs import Reported, TornDown
 from bootstrap.steps import common
-from bootstrap.steps.registry import DRILL_EXTRA, step
+from bootstrap.steps.registry import DRILL_EXTRA, REPORT_STEP, step
 
 
-@step("report", after=["wait-synced"], timeout=300, retry=RetryPolicy.none())
+@step(REPORT_STEP, after=["wait-synced"], timeout=300, retry=RetryPolicy.none())
 def report(ctx: StepContext) -> None:
     """Write the run report: steps, timings, RTO against the objective, warnings."""
     from bootstrap.report import model, write
@@ -26,9 +27,10 @@ def report(ctx: StepContext) -> None:
         provider=str(site.provider.type),
         reconciler=str(site.reconciler.type),
         now=time.time(),
+        writing_step=ctx.step_id,
     )
     try:
-        data = write.from_journal(common.state_root(ctx) / "journal.sqlite", ctx.run_id, info)
+        data = write.from_journal(ctx.state_root / "journal.sqlite", ctx.run_id, info)
     except KeyError:
         raise PermanentError(
             f"run {ctx.run_id} is not in the journal", hint="report it with the run folder"
@@ -40,33 +42,39 @@ def report(ctx: StepContext) -> None:
         ctx.progress(
             f"RTO {rto['seconds']:.0f}s vs objective {rto['objective_seconds']:.0f}s: {verdict}"
         )
-    for w in data["warnings"]:
+    warnings = [str(w) for w in data["warnings"]]
+    for w in warnings:
         ctx.progress(f"warning: {w}")
-    ctx.output("files", [str(p) for p in paths])
-    ctx.output("rto_seconds", rto["seconds"])
-    ctx.output("rto_objective_seconds", rto["objective_seconds"])
-    ctx.output("rto_met", rto["met"])
-    ctx.output("warnings", len(data["warnings"]))
+    ctx.record(
+        Reported(
+            files=[str(p) for p in paths],
+            rto_seconds=rto["seconds"],
+            rto_objective_seconds=rto["objective_seconds"],
+            rto_met=rto["met"],
+            warnings=warnings,
+        )
+    )
 
 
 @DRILL_EXTRA.step("teardown", timeout=1800)
 def teardown(ctx: StepContext) -> None:
-    """Destroy the throw-away hosts of a drill."""
+    """Destroy the throw-away hosts of a drill (hosts drboot did not create: uninstall k3s)."""
     site = ctx.site
-    if site.provider.type == "static":
+    prov = common.provider(ctx)
+    if not prov.creates_hosts:
         n = len(common.hosts(ctx))
         if ctx.will(f"run teardown.yml on {n} host(s): remove k3s and its data"):
-            result = common.playbook(ctx, "teardown.yml")
-            changed: dict[str, int] = getattr(result, "changed", {})
-            ctx.output("changed", changed)
+            result = common.playbook(
+                ctx, "teardown.yml", group_vars={"k3s_data_dir": str(site.kubernetes.data_dir)}
+            )
+            ctx.record(TornDown(changed=dict(result.changed)))
         return
-    prov = common.provider(ctx)
     hosts = prov.observe()
     if not hosts:
-        ctx.noop(f"no {site.provider.type} hosts of site {site.name} are left")
-        ctx.output("destroyed", [])
+        ctx.noop(f"no {prov.kind} hosts of site {site.name} are left")
+        ctx.record(TornDown())
         return
     names = ", ".join(h.name for h in hosts)
-    if ctx.will(f"destroy {len(hosts)} {site.provider.type} host(s): {names}"):
+    if ctx.will(f"destroy {len(hosts)} {prov.kind} host(s): {names}"):
         destroyed = prov.destroy(lambda m: ctx.progress(m, target=site.name))
-        ctx.output("destroyed", destroyed)
+        ctx.record(TornDown(destroyed=destroyed))

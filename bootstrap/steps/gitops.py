@@ -24,6 +24,13 @@ from bootstrap.errors import (
     TransientError,
     WaitTimeout,
 )
+from bootstrap.outputs import (
+    AppRecord,
+    AppsSynced,
+    ReconcilerInstalled,
+    RepoPointed,
+    RepoPointer,
+)
 from bootstrap.reconcilers import argocd, flux
 from bootstrap.reconcilers.base import (
     WORKLOAD_KINDS,
@@ -100,10 +107,14 @@ def install_reconciler(ctx: StepContext) -> None:
         return
     names = mod.workloads(objs)
     _wait_workloads(ctx, kube, ns, names)
-    ctx.output("reconciler", rec.type)
-    ctx.output("version", rec.version)
-    ctx.output("namespace", ns)
-    ctx.output("workloads", [f"{k}/{n}" for k, n in names])
+    ctx.record(
+        ReconcilerInstalled(
+            reconciler=rec.type,
+            version=rec.version,
+            namespace=ns,
+            workloads=[f"{k}/{n}" for k, n in names],
+        )
+    )
 
 
 def _wait_workloads(ctx: StepContext, kube: Any, ns: str, names: list[tuple[str, str]]) -> None:
@@ -241,9 +252,12 @@ def _point_argocd(ctx: StepContext) -> None:
         project=rec.project,
     )  # fmt: skip
     _apply_root(ctx, kube, argocd, root)
-    ctx.output("root", [f"{argocd.APP_KIND} {ns}/{argocd.ROOT_APP}"])
-    ctx.output("repo", {"url": repo.url, "revision": repo.revision,
-                        "path": rec.app_of_apps or repo.path})  # fmt: skip
+    ctx.record(
+        RepoPointed(
+            root=[f"{argocd.APP_KIND} {ns}/{argocd.ROOT_APP}"],
+            repo=RepoPointer(repo.url, repo.revision, rec.app_of_apps or repo.path),
+        )
+    )
 
 
 def _point_flux(ctx: StepContext) -> None:
@@ -261,8 +275,12 @@ def _point_flux(ctx: StepContext) -> None:
     )  # fmt: skip
     _apply_root(ctx, kube, flux, source)
     _apply_root(ctx, kube, flux, flux.kustomization(ns, path=repo.path, interval=rec.interval))
-    ctx.output("root", [f"GitRepository {ns}/{flux.ROOT}", f"Kustomization {ns}/{flux.ROOT}"])
-    ctx.output("repo", {"url": url, "revision": repo.revision, "path": repo.path})
+    ctx.record(
+        RepoPointed(
+            root=[f"GitRepository {ns}/{flux.ROOT}", f"Kustomization {ns}/{flux.ROOT}"],
+            repo=RepoPointer(url, repo.revision, repo.path),
+        )
+    )
 
 
 # --------------------------------------------------------------------------- wait
@@ -376,11 +394,15 @@ def wait_synced(ctx: StepContext) -> None:
             _timeout(ctx, current, time.monotonic() - started)
         time.sleep(max(0.05, min(poll, deadline - time.monotonic())))
     took = time.monotonic() - started
-    ctx.output("apps", {s.name: s.to_dict() for s in current.ready})
-    ctx.output("ignored", list(current.ignored))
-    ctx.output("seconds", round(took, 3))
-    ctx.output("ready_at", ready_wall)
-    ctx.output("stable_for", stable)
+    ctx.record(
+        AppsSynced(
+            apps={s.name: AppRecord(**s.to_dict()) for s in current.ready},
+            ignored=list(current.ignored),
+            seconds=round(took, 3),
+            ready_at=ready_wall,
+            stable_for=stable,
+        )
+    )
     ctx.noop(f"{current.total} app(s) Synced+Healthy, stable for {stable:.0f}s "
              f"(waited {took:.0f}s)")  # fmt: skip
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shlex
 
+from bootstrap.adapters.ansible import PlayResult
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
+from bootstrap.outputs import Connected, DiskGated, HostsPrepared, Provisioned, VerifiedKey
 from bootstrap.steps import common
 from bootstrap.steps.registry import step
 
@@ -24,7 +26,7 @@ def provision(ctx: StepContext) -> None:
             have[h.name] = h
     else:
         return
-    ctx.output("hosts", [have[n].to_dict() for n in wanted])
+    ctx.record(Provisioned(hosts=[have[n] for n in wanted]))
 
 
 @step(
@@ -35,45 +37,35 @@ def provision(ctx: StepContext) -> None:
 )
 def connect(ctx: StepContext) -> None:
     """Reach every host over SSH with a verified host key."""
-    from bootstrap.adapters.ssh import SSHClient
-    from bootstrap.hostkeys import HostKeyExpectation, PublicKey, parse_known_hosts
+    from bootstrap.hostkeys import HostKeyExpectation, KnownHostsEntry, PublicKey
+    from bootstrap.hostkeys import parse_known_hosts as parse
 
-    known: tuple[object, ...] = ()
+    known: tuple[KnownHostsEntry, ...] = ()
     kh_file = ctx.site.ssh.known_hosts_file
     if kh_file is not None and kh_file.exists():
-        known = tuple(parse_known_hosts(kh_file.read_text()))
-    tofu = bool(common.opt(ctx, "trust_on_first_use", ctx.site.ssh.trust_on_first_use))
-    keys: dict[str, dict[str, str]] = {}
+        known = tuple(parse(kh_file.read_text()))
+    tofu = ctx.options.trust_on_first_use or ctx.site.ssh.trust_on_first_use
+    res = common.resources(ctx)
+    keys: dict[str, VerifiedKey] = {}
     for h in common.hosts(ctx):
         expected = HostKeyExpectation(
             provider_key=PublicKey.parse(h.host_public_key) if h.host_public_key else None,
             pinned_fingerprint=h.host_key_fingerprint,
-            known_hosts=known,  # type: ignore[arg-type]
+            known_hosts=known,
             trust_on_first_use=tofu,
         )
         ctx.progress("connecting", target=h.name)
-        with SSHClient(
-            h.address,
-            h.ssh_port,
-            h.ssh_user or ctx.site.ssh.user,
-            common.ssh_key_file(ctx),
-            expected=expected,
-            sudo=ctx.site.ssh.use_sudo(),
-            connect_timeout=ctx.site.ssh.connect_timeout.total_seconds(),
-            step=ctx.step_id,
-        ) as client:
+        with res.new_ssh(h, expected, ctx.step_id) as client:
             client.run("true", timeout=30)
             trusted = client.trusted_key
-        keys[h.name] = {
-            "key": trusted.key.openssh(),
-            "fingerprint": trusted.fingerprint,
-            "source": trusted.source.value,
-        }
+        keys[h.name] = VerifiedKey(
+            key=trusted.key.openssh(), fingerprint=trusted.fingerprint, source=trusted.source.value
+        )
         if trusted.record:
             ctx.audit(
                 "trusted SSH host key on first use", target=h.name, fingerprint=trusted.fingerprint
             )
-    ctx.output("host_keys", keys)
+    ctx.record(Connected(host_keys=keys))
     ctx.noop(f"{len(keys)} host(s) reachable, host keys verified", target="ssh")
 
 
@@ -85,9 +77,10 @@ def disk_gate(ctx: StepContext) -> None:
     gate = ctx.site.disk_gate
     if not gate.enabled:
         ctx.noop("disk gate disabled in the site file (disk_gate.enabled: false)")
+        ctx.record(DiskGated())
         return
-    directory = str(gate.directory)
-    reason = common.opt(ctx, "accept_slow_disk")
+    directory = str(ctx.site.etcd_dir())
+    reason = ctx.options.accept_slow_disk
     verdicts = []
     for h in common.servers(ctx):
         client = common.ssh(ctx, h)
@@ -98,8 +91,12 @@ def disk_gate(ctx: StepContext) -> None:
                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -q fio",
                 timeout=min(600.0, ctx.remaining()),
             )
-        ctx.progress(f"fio fdatasync job in {directory}", target=h.name)
-        cmd = " ".join(shlex.quote(a) for a in diskgate.fio_command(directory))
+        ctx.progress(
+            f"fio fdatasync job in {directory} ({gate.size} in {gate.block_size}-byte writes)",
+            target=h.name,
+        )
+        argv = diskgate.fio_command(directory, gate.size, gate.block_size)
+        cmd = " ".join(shlex.quote(a) for a in argv)
         runtime = int(gate.runtime_limit.total_seconds())
         res = client.run(
             f"mkdir -p {shlex.quote(directory)} && {cmd} --runtime={runtime} "
@@ -117,7 +114,7 @@ def disk_gate(ctx: StepContext) -> None:
                 threshold_ms=verdict.threshold_ms,
                 reason=reason,
             )
-    ctx.output("verdicts", [v.__dict__ for v in verdicts])
+    ctx.record(DiskGated(verdicts=verdicts))
     ctx.noop("; ".join(f"{v.host}: p99 {v.p99_ms:.2f} ms" for v in verdicts))
 
 
@@ -129,14 +126,14 @@ def prepare_hosts(ctx: StepContext) -> None:
         ctx.will(f"run prepare-host.yml on {n} host(s) (Ansible reports what changes)")
         return
     result = common.playbook(ctx, "prepare-host.yml")
-    _report(ctx, "prepare-host", result)
+    ctx.record(HostsPrepared(changed=report_changes(ctx, "prepare-host", result)))
 
 
-def _report(ctx: StepContext, what: str, result: object) -> None:
-    changed: dict[str, int] = getattr(result, "changed", {})
-    for host, count in changed.items():
+def report_changes(ctx: StepContext, what: str, result: PlayResult) -> dict[str, int]:
+    """Say what a playbook changed on each host (or that it changed nothing)."""
+    for host, count in result.changed.items():
         if count:
             ctx.changed(f"{what}: {count} task(s) changed", target=host)
-    if not any(changed.values()):
-        ctx.noop(f"{what}: 0 changed on {len(changed)} host(s)")
-    ctx.output("changed", changed)
+    if not any(result.changed.values()):
+        ctx.noop(f"{what}: 0 changed on {len(result.changed)} host(s)")
+    return dict(result.changed)

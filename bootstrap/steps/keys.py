@@ -18,11 +18,14 @@ from bootstrap.engine.step import RetryPolicy
 from bootstrap.errors import PermanentError, TransientError
 from bootstrap.escrow.kit import SealingKey
 from bootstrap.escrow.service import KEY_LABEL
+from bootstrap.kubeapi import KubeAPI, Obj
+from bootstrap.outputs import KeysRestored, RestoredKey, SealedSecretsInstalled, SealingKeyVerified
 from bootstrap.steps import common
 from bootstrap.steps.registry import step
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests" / "sealed-secrets"
-CONTROLLER = "sealed-secrets-controller"
+UPSTREAM_NAME = "sealed-secrets-controller"  # the chart's default, in the shipped manifest
+CERT_PORT = 8080
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
@@ -30,17 +33,29 @@ def _namespace(ctx: StepContext) -> str:
     return str(ctx.site.sealed_secrets.namespace)
 
 
-def _controller_manifest(ctx: StepContext) -> list[dict[str, object]]:
+def _controller(ctx: StepContext) -> str:
+    """The controller's Deployment/Service/ServiceAccount name (``kubeseal --controller-name``)."""
+    return str(ctx.site.sealed_secrets.controller_name)
+
+
+def controller_manifest(namespace: str, name: str) -> list[Obj]:
+    """The shipped controller manifest, in ``namespace``, its objects named ``name``."""
     from bootstrap.adapters.kube import load_manifest
 
-    ns = _namespace(ctx)
     docs = load_manifest(MANIFESTS / "controller.yaml")
     for d in docs:
         meta = d.setdefault("metadata", {})
         if "namespace" in meta:
-            meta["namespace"] = ns
+            meta["namespace"] = namespace
+        if meta.get("name") == UPSTREAM_NAME:
+            meta["name"] = name
         for subject in d.get("subjects", []) or []:
-            subject["namespace"] = ns
+            subject["namespace"] = namespace
+            if subject.get("name") == UPSTREAM_NAME:
+                subject["name"] = name
+        pod = ((d.get("spec") or {}).get("template") or {}).get("spec") or {}
+        if pod.get("serviceAccountName") == UPSTREAM_NAME:
+            pod["serviceAccountName"] = name
     return docs
 
 
@@ -79,7 +94,7 @@ def restore_sealing_keys(ctx: StepContext) -> None:
         names = ", ".join(f"{ns}/{present[fp]} ({fp})" for fp in foreign)
         ctx.audit(
             "Sealed Secrets controller started before its keys were restored",
-            target=f"{ns}/{CONTROLLER}",
+            target=f"{ns}/{_controller(ctx)}",
             foreign_keys=foreign,
         )
         raise PermanentError(
@@ -87,37 +102,33 @@ def restore_sealing_keys(ctx: StepContext) -> None:
             f"key(s) the escrow does not hold: {names}. It seals new secrets with the newest "
             "key, so it would keep sealing with a key no backup has (the escrowed keys are "
             "restored now, so existing SealedSecrets will decrypt)",
-            target=f"{ns}/{CONTROLLER}",
+            target=f"{ns}/{_controller(ctx)}",
             hint="if nothing was sealed with that key, delete its Secret; otherwise back it up "
             f"first (`drboot escrow backup`); then `drboot resume {ctx.run_id}`",
         )
-    running = kube.get("apps/v1", "Deployment", CONTROLLER, namespace=ns)
+    running = kube.get("apps/v1", "Deployment", _controller(ctx), namespace=ns)
     if (
         running is not None
         and _started_before_keys(kube, running, ns)
         and ctx.will(
             "restart the controller: it started before its keys were restored",
-            target=f"{ns}/{CONTROLLER}",
+            target=f"{ns}/{_controller(ctx)}",
         )
     ):
         _restart(kube, running)
-    ctx.output(
-        "restored",
-        [
-            {
-                "name": k.name,
-                "fingerprint": k.fingerprint,
-                "label": k.label,
-                "not_before": k.not_before.isoformat(),
-            }
-            for k in kit.sealing_keys
-        ],
+    ctx.record(
+        KeysRestored(
+            restored=[
+                RestoredKey(k.name, k.fingerprint, k.label, k.not_before.isoformat())
+                for k in kit.sealing_keys
+            ],
+            foreign_keys=foreign,
+            warning=_renewal_warning(ctx),
+        )
     )
-    ctx.output("foreign_keys", foreign)
-    _renewal_warning(ctx)
 
 
-def _started_before_keys(kube: Any, deployment: dict[str, Any], ns: str) -> bool:
+def _started_before_keys(kube: KubeAPI, deployment: Obj, ns: str) -> bool:
     """Did the controller (last) start before the newest key Secret existed?"""
     template = deployment["spec"]["template"].get("metadata") or {}
     started = (template.get("annotations") or {}).get(RESTARTED_AT) or deployment["metadata"][
@@ -133,11 +144,10 @@ def _started_before_keys(kube: Any, deployment: dict[str, Any], ns: str) -> bool
     return bool(newest) and str(newest) >= str(started)
 
 
-def _restart(kube: object, deployment: dict[str, object]) -> None:
+def _restart(kube: KubeAPI, deployment: Obj) -> None:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     meta = deployment["metadata"]
-    assert isinstance(meta, dict)
-    kube.patch(  # type: ignore[attr-defined]
+    kube.patch(
         "apps/v1",
         "Deployment",
         meta["name"],
@@ -146,7 +156,7 @@ def _restart(kube: object, deployment: dict[str, object]) -> None:
     )
 
 
-def _renewal_warning(ctx: StepContext) -> None:
+def _renewal_warning(ctx: StepContext) -> str | None:
     kit = common.kit(ctx)
     newest = kit.newest_key_not_before()
     period = ctx.site.sealed_secrets.key_renewal_period
@@ -156,8 +166,9 @@ def _renewal_warning(ctx: StepContext) -> None:
             f"({period.days} days): the controller will create a new key at once, so take a "
             "fresh `drboot escrow backup` after the restore"
         )
-        ctx.output("warning", msg)
         ctx.audit("escrow backup due after restore", warning=msg)
+        return msg
+    return None
 
 
 @step("install-sealed-secrets", after=["restore-sealing-keys"], timeout=900)
@@ -170,25 +181,27 @@ def install_sealed_secrets(ctx: StepContext) -> None:
     crd = kube.get(
         "apiextensions.k8s.io/v1", "CustomResourceDefinition", "sealedsecrets.bitnami.com"
     )
-    dep = kube.get("apps/v1", "Deployment", CONTROLLER, namespace=ns)
+    name = _controller(ctx)
+    dep = kube.get("apps/v1", "Deployment", name, namespace=ns)
     if crd is not None and dep is not None:
         ctx.noop("CRD and controller present")
     elif ctx.will(f"install the SealedSecret CRD and the controller in {ns}"):
         kube.apply_manifest(
-            load_manifest(MANIFESTS / "crd.yaml") + _controller_manifest(ctx), namespace=ns
+            load_manifest(MANIFESTS / "crd.yaml") + controller_manifest(ns, name), namespace=ns
         )
     else:
         return
-    ctx.progress("waiting for the controller Deployment to become available", target=CONTROLLER)
+    ctx.progress("waiting for the controller Deployment to become available", target=name)
     kube.wait_for(
         "apps/v1",
         "Deployment",
-        CONTROLLER,
+        name,
         _available,
         ns,
         timeout=min(300.0, ctx.remaining()),
         what="available",
     )
+    ctx.record(SealedSecretsInstalled(version=ctx.site.sealed_secrets.version, controller=name))
 
 
 def _available(obj: dict[str, Any] | None) -> bool:
@@ -217,14 +230,12 @@ def verify_sealing_key(ctx: StepContext) -> None:
 
     kube = common.kube(ctx)
     ns = _namespace(ctx)
+    name = _controller(ctx)
     if ctx.dry_run:
-        ctx.will("fetch /v1/cert.pem from the controller through the service proxy")
+        ctx.will(f"fetch /v1/cert.pem from the controller {ns}/{name}")
         return
-    pem = common.provider(ctx).sealing_cert(ns)
-    if pem is None:
-        pem = kube.proxy_get(ns, CONTROLLER, 8080, "/v1/cert.pem")
-    else:
-        ctx.progress("certificate read from the LAB STAND-IN controller", target=CONTROLLER)
+    plugin = common.plugin(ctx)
+    pem = plugin.sealing_cert(kube, ns, name, CERT_PORT, lambda m: ctx.progress(m, target=name))
     fp = sealing.cert_fingerprint(pem)
     escrowed = common.kit(ctx).fingerprints()
     if fp not in escrowed:
@@ -232,8 +243,8 @@ def verify_sealing_key(ctx: StepContext) -> None:
         raise TransientError(
             f"the controller serves key {fp}, which is not in the escrow ({', '.join(escrowed)}): "
             "it started without the restored keys and generated its own",
-            target=f"{ns}/{CONTROLLER}",
+            target=f"{ns}/{_controller(ctx)}",
             hint="restart the controller (its keys are restored now), then resume",
         )
-    ctx.output("serving_fingerprint", fp)
-    ctx.noop(f"controller serves escrowed key {fp}", target=f"{ns}/{CONTROLLER}")
+    ctx.record(SealingKeyVerified(serving_fingerprint=fp, source=plugin.name))
+    ctx.noop(f"controller serves escrowed key {fp}", target=f"{ns}/{_controller(ctx)}")

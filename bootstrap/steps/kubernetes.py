@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -11,8 +10,10 @@ from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
 from bootstrap.errors import PermanentError
 from bootstrap.fsutil import write_atomic
+from bootstrap.kubeapi import KubeAPI
+from bootstrap.outputs import ApiReachable, K3sInstalled
 from bootstrap.steps import common
-from bootstrap.steps.hosts import _report
+from bootstrap.steps.hosts import report_changes
 from bootstrap.steps.registry import step
 
 K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
@@ -23,9 +24,8 @@ def install_k3s(ctx: StepContext) -> None:
     """Install k3s with the escrowed cluster token (Ansible k3s playbook)."""
     k8s = ctx.site.kubernetes
     n = len(common.hosts(ctx))
-    airgap = common.provider(ctx).airgap_dir() if k8s.install == "airgap" else None
-    if airgap is None and k8s.airgap_dir is not None:
-        airgap = Path(k8s.airgap_dir)
+    bundle = common.plugin(ctx).k3s_bundle() if k8s.install == "airgap" else None
+    airgap: Path | None = bundle.path if bundle is not None else k8s.airgap_dir
     source = "airgap" if airgap is not None else "download"
     if ctx.dry_run:
         ctx.will(f"run k3s.yml ({k8s.topology}, {source}, {k8s.version}) on {n} host(s)")
@@ -34,12 +34,14 @@ def install_k3s(ctx: StepContext) -> None:
         "k3s_version": k8s.version,
         "k3s_install_source": source,
         "k3s_tls_sans": list(k8s.tls_sans),
+        "k3s_data_dir": str(k8s.data_dir),
     }
     if airgap is not None:
         group_vars["k3s_airgap_dir"] = str(airgap)
-        if (airgap / "STANDIN.txt").exists():
+        if bundle is not None and not bundle.reports_version:
             group_vars["k3s_verify_version"] = False
-            ctx.progress("using the LAB STAND-IN for the k3s binary", target=str(airgap))
+        if bundle is not None and bundle.note:
+            ctx.progress(bundle.note, target=str(airgap))
     else:
         if k8s.download_url:
             group_vars["k3s_download_url"] = k8s.download_url
@@ -48,30 +50,30 @@ def install_k3s(ctx: StepContext) -> None:
     result = common.playbook(
         ctx, "k3s.yml", group_vars=group_vars, secret_vars={"k3s_token": token}
     )
-    _report(ctx, "k3s", result)
+    ctx.record(K3sInstalled(changed=report_changes(ctx, "k3s", result)))
 
 
 def write_kubeconfig(ctx: StepContext) -> Path:
-    """Fetch k3s.yaml from the first server, point it at the server's address, store it 0600."""
+    """Fetch k3s.yaml from the first server, point it at the server's address, store it 0600
+    in the run folder (removed when the run's resources close)."""
     first = common.servers(ctx)[0]
     raw = common.ssh(ctx, first).get(K3S_KUBECONFIG)
-    doc = yaml.safe_load(raw)
     try:
+        doc = yaml.safe_load(raw)
         for cluster in doc["clusters"]:
             cluster["cluster"]["server"] = f"https://{first.address}:6443"
-    except (KeyError, TypeError):
+    except (yaml.YAMLError, KeyError, TypeError):
         raise PermanentError(
             f"{K3S_KUBECONFIG} on {first.name} is not a kubeconfig",
             target=first.name,
-            hint="check the k3s service on that host",
+            hint="check the k3s service on that host (`systemctl status k3s`), then resume",
         ) from None
     path = common.kubeconfig_path(ctx)
     write_atomic(path, yaml.safe_dump(doc))
-    ctx.on_close(lambda: path.unlink(missing_ok=True))
     return path
 
 
-def _ready_nodes(kube: Any) -> int:
+def _ready_nodes(kube: KubeAPI) -> int:
     return sum(
         1
         for node in kube.list("v1", "Node")
@@ -97,14 +99,13 @@ def fetch_kubeconfig(ctx: StepContext) -> None:
     from bootstrap.adapters.kube import KubeClient
 
     path = write_kubeconfig(ctx)
+    wait = min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining())
     ctx.progress("waiting for /readyz", target=f"https://{first.address}:6443")
     with KubeClient.from_kubeconfig(path) as probe:
-        probe.wait_ready(
-            timeout=min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining())
-        )
-    kube = common.kube(ctx)  # shared by later steps (the lab also starts its stand-ins here)
-    if common.provider(ctx).kind != "lab":  # the lab's k3s stand-in runs no kubelet
-        want = len(common.hosts(ctx))
+        probe.wait_ready(timeout=wait)
+    kube = common.kube(ctx)  # shared by later steps (a plug-in may start what runs beside it)
+    want = common.plugin(ctx).nodes_to_wait_for(common.hosts(ctx))
+    if want:
         ctx.progress(f"waiting for {want} node(s) to be Ready")
         kube.wait_for(
             "v1",
@@ -114,5 +115,5 @@ def fetch_kubeconfig(ctx: StepContext) -> None:
             timeout=min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining()),
             what=f"{want} node(s) Ready",
         )
-    ctx.output("api_server", f"https://{first.address}:6443")
+    ctx.record(ApiReachable(api_server=f"https://{first.address}:6443"))
     ctx.noop(f"API answers at https://{first.address}:6443 (kubeconfig kept only for this run)")

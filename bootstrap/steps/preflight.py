@@ -15,6 +15,7 @@ from typing import Any
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
 from bootstrap.errors import PreflightError
+from bootstrap.outputs import EscrowChecked, RepoSummary
 from bootstrap.steps.registry import step
 
 
@@ -78,6 +79,10 @@ def check_escrow(ctx: StepContext) -> None:
     check = check_repo(ctx.site, recovery)
     for warning in check.warnings:
         ctx.audit("preflight warning", target=ctx.site.repo.url, warning=warning)
-    ctx.output("escrow_fingerprints", recovery.fingerprints())
-    ctx.output("repo", check.to_dict())
+    ctx.record(
+        EscrowChecked(
+            escrow_fingerprints=recovery.fingerprints(),
+            repo=RepoSummary(**check.to_dict()),
+        )
+    )
     ctx.noop(f"escrow opens; {check.report.summary()} at {check.commit[:12]}")

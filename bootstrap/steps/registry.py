@@ -1,4 +1,8 @@
-"""The pipelines that step modules register on."""
+"""The pipelines that step modules register on.
+
+A restore ends with its report. A drill is a restore of a throw-away copy, then teardown,
+and only then the report, so the report a user keeps says what happened to the hosts.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,16 @@ from bootstrap.engine.step import Pipeline
 
 RESTORE = Pipeline("restore")
 DRILL_EXTRA = Pipeline("drill-extra")
+REPORT_STEP = "report"
 
 step = RESTORE.step
 
 
 def drill() -> Pipeline:
-    """A drill is a restore of a throw-away copy, then verification, report and teardown."""
-    return Pipeline("drill").include(RESTORE).include(DRILL_EXTRA)
+    """Restore (less its report), tear down, then report."""
+    return (
+        Pipeline("drill")
+        .include(RESTORE, without=(REPORT_STEP,))
+        .include(DRILL_EXTRA)
+        .include(RESTORE, without=tuple(s for s in RESTORE.ids() if s != REPORT_STEP))
+    )

@@ -30,7 +30,6 @@ def _make(name: str):  # type: ignore[no-untyped-def]
         done = log.read_text().splitlines() if log.exists() else []
         if name in done:
             ctx.noop(f"{name} already in acts.log")
-            ctx.output("line", name)
             return
         delay = float(os.environ.get("SIDEFX_DELAY", "0.3"))
         ctx.progress("before-act", target="disk")
@@ -45,7 +44,6 @@ def _make(name: str):  # type: ignore[no-untyped-def]
             os.close(fd)
         ctx.progress("after-act", target="disk")
         time.sleep(delay)
-        ctx.output("line", name)
 
     return fn
 

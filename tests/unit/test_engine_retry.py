@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,13 @@ from bootstrap.engine.runner import execute
 from bootstrap.engine.step import Pipeline, RetryPolicy
 from bootstrap.errors import ExitCode, PermanentError, TransientError
 from bootstrap.events import Event, EventBus
+from bootstrap.records import StepOutput
+
+
+@dataclass(frozen=True)
+class FlakyDone(StepOutput):
+    STEP = "flaky"
+    ok: bool = False
 
 
 def _run(
@@ -37,7 +45,7 @@ def test_transient_failures_are_retried_with_backoff(tmp_path: Path) -> None:
         calls.append(1)
         if len(calls) < 4:
             raise TransientError("API not ready", target="lab-1")
-        ctx.output("ok", True)
+        ctx.record(FlakyDone(ok=True))
 
     sleeps: list[float] = []
     code, journal, events = _run(tmp_path, p, sleeps)

@@ -15,6 +15,7 @@ import pytest
 from bootstrap.engine.journal import Journal
 from bootstrap.report import model, write
 
+APP = {"namespace": "argocd", "sync": "Synced", "health": "Healthy", "ready": True, "reason": ""}
 STEPS = ["disk-gate", "restore-sealing-keys", "verify-sealing-key", "wait-synced", "report"]
 
 
@@ -34,7 +35,7 @@ def journal_with_run(
         "restore-sealing-keys": {"foreign_keys": [], "warning": "take a fresh escrow backup"},
         "verify-sealing-key": {"serving_fingerprint": "SHA256:x"},
         "wait-synced": {
-            "apps": {"root": {"sync": "Synced", "health": "Healthy", "ready": True}},
+            "apps": {"root": APP},
             "ready_at": start + ready_after if ready_after is not None else None,
         },
     }
@@ -70,7 +71,7 @@ def test_rto_met_with_warnings_decisions_and_lab_standins(tmp_path: Path) -> Non
     assert r["outcome"] == "restored"
     assert [s["id"] for s in r["steps"]] == STEPS
     assert r["steps"][2]["attempts"] == 2 and r["steps"][-1]["status"] == "running"
-    assert r["apps"] == {"root": {"sync": "Synced", "health": "Healthy", "ready": True}}
+    assert r["apps"] == {"root": APP}
     assert r["warnings"] == [
         "disk-gate: server-1: fdatasync p99 14.20 ms exceeds 10.00 ms",
         "restore-sealing-keys: take a fresh escrow backup",

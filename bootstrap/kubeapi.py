@@ -1,0 +1,79 @@
+"""The typed interface steps use to talk to a cluster.
+
+Why it exists: steps must not import the ``kubernetes`` library (only
+``bootstrap.adapters.kube`` does), yet they need typed verbs. This Protocol is those
+verbs; ``adapters.kube.KubeClient`` implements it, and a unit test may hand a step any
+other object that does. Objects are plain dicts; errors are drboot's
+(``TransientError``/``PermanentError``), translated inside the adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeAlias
+
+Obj: TypeAlias = dict[str, Any]
+Objs: TypeAlias = list[Obj]
+
+
+class KubeAPI(Protocol):
+    """The cluster verbs drboot's steps use."""
+
+    target: str
+
+    def close(self) -> None: ...
+
+    def wait_ready(self, timeout: float = 120.0, interval: float = 0.5) -> None: ...
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Obj | None: ...
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> Objs: ...
+
+    def create(self, obj: Obj) -> Obj: ...
+
+    def apply(self, obj: Obj, field_manager: str = "drboot", *, force: bool = True) -> Obj: ...
+
+    def apply_manifest(
+        self,
+        objs: Iterable[Obj],
+        *,
+        namespace: str | None = None,
+        field_manager: str = "drboot",
+        crd_timeout: float = 60.0,
+    ) -> Objs: ...
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        patch: Obj,
+        namespace: str | None = None,
+    ) -> Obj: ...
+
+    def wait_for(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        predicate: Callable[[Obj | None], bool],
+        namespace: str | None = None,
+        *,
+        timeout: float = 60.0,
+        interval: float = 0.5,
+        what: str = "ready",
+    ) -> Obj | None: ...
+
+    def proxy_get(
+        self, namespace: str, service: str, port: int | str, path: str, *, scheme: str = ""
+    ) -> bytes: ...

@@ -1,0 +1,69 @@
+"""The lab's cluster plug-in: what the lab supplies and does differently from production.
+
+Why it exists: a lab cluster is the real API server under a k3s STAND-IN, with no kubelet
+and no pod network. So the lab supplies the stand-in's air-gap bundle, starts the controller
+stand-ins once the API answers, reads the Sealed Secrets certificate from the stand-in on
+loopback (the service proxy a real cluster uses cannot reach a pod without an IP), and does
+not wait for nodes (no kubelet registers any). Registered by ``bootstrap.providers.lab``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bootstrap.errors import TransientError
+from bootstrap.kubeapi import KubeAPI
+from bootstrap.lab.standins.process import StandinProcess
+from bootstrap.providers.base import HostInfo, Progress
+from bootstrap.providers.plugin import K3sBundle
+from bootstrap.settings import Site
+
+
+def lab_state_dir(site: Site) -> Path:
+    """Where a lab site's hosts, stand-ins and seeded material live."""
+    from bootstrap.settings import LabProvider
+
+    cfg = site.provider
+    assert isinstance(cfg, LabProvider)
+    return Path(cfg.state_dir) if cfg.state_dir else Path("/var/lib/drboot-lab") / site.name
+
+
+class LabCluster:
+    name = "lab"
+
+    def __init__(self, site: Site, state_root: Path) -> None:
+        self.state_dir = lab_state_dir(site)
+        self.standins = StandinProcess(self.state_dir)
+
+    def k3s_bundle(self) -> K3sBundle | None:
+        from bootstrap.lab.binaries import kube_bin_dir
+        from bootstrap.lab.k3s_standin import build_bundle
+
+        path = build_bundle(self.state_dir / "k3s-airgap-standin", kube_bin_dir())
+        return K3sBundle(
+            path, reports_version=False, note="using the LAB STAND-IN for the k3s binary"
+        )
+
+    def on_api_ready(self, kubeconfig: Path, progress: Progress) -> None:
+        if self.standins.pid() is None:
+            progress("starting the lab controller stand-ins (Sealed Secrets, Argo CD, Flux)")
+            self.standins.start(kubeconfig)
+
+    def sealing_cert(
+        self, kube: KubeAPI, namespace: str, service: str, port: int, progress: Progress
+    ) -> bytes:
+        pem = self.standins.cert()
+        if pem is None:
+            raise TransientError(
+                "the LAB STAND-IN Sealed Secrets controller does not answer on loopback",
+                target=f"{namespace}/{service}",
+                hint=f"read {self.standins.log}; `drboot lab status SITE`",
+            )
+        progress("certificate read from the LAB STAND-IN controller (lab pods have no IPs)")
+        return pem
+
+    def nodes_to_wait_for(self, hosts: list[HostInfo]) -> int:
+        return 0  # the k3s stand-in runs no kubelet: no node ever registers
+
+    def close(self) -> None:
+        return None
