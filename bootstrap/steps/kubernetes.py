@@ -84,6 +84,18 @@ def _ready_nodes(kube: KubeAPI) -> int:
     )
 
 
+def wait_nodes_ready(kube: KubeAPI, want: int, timeout: float) -> None:
+    """Until ``want`` nodes report Ready=True (``WaitTimeout`` naming the count otherwise)."""
+    kube.wait_for(
+        "v1",
+        "Namespace",
+        "kube-system",
+        lambda _: _ready_nodes(kube) >= want,
+        timeout=timeout,
+        what=f"{want} node(s) Ready",
+    )
+
+
 @step(
     "fetch-kubeconfig",
     after=["install-k3s"],
@@ -107,13 +119,8 @@ def fetch_kubeconfig(ctx: StepContext) -> None:
     want = common.plugin(ctx).nodes_to_wait_for(common.hosts(ctx))
     if want:
         ctx.progress(f"waiting for {want} node(s) to be Ready")
-        kube.wait_for(
-            "v1",
-            "Namespace",
-            "kube-system",
-            lambda _: _ready_nodes(kube) >= want,
-            timeout=min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining()),
-            what=f"{want} node(s) Ready",
+        wait_nodes_ready(
+            kube, want, min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining())
         )
     ctx.record(ApiReachable(api_server=f"https://{first.address}:6443"))
     ctx.noop(f"API answers at https://{first.address}:6443 (kubeconfig kept only for this run)")
