@@ -31,7 +31,9 @@ from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import ErrorDetails
 
 from bootstrap.errors import ConfigError
-from bootstrap.settings import CrossFieldError, Loc, Site, format_duration
+from bootstrap.settings import Site
+from bootstrap.sitetypes.durations import format_duration
+from bootstrap.sitetypes.model import CrossFieldError, Loc
 
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 64

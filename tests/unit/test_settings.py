@@ -14,18 +14,11 @@ from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
 from bootstrap.errors import ConfigError, ExitCode
-from bootstrap.settings import (
-    AgeEscrow,
-    EscrowRef,
-    LabProvider,
-    SecretRef,
-    Site,
-    StaticProvider,
-    format_duration,
-    parse_duration,
-)
+from bootstrap.settings import AgeEscrow, LabProvider, Site, StaticProvider
 from bootstrap.site_example import EXAMPLE_SITE
 from bootstrap.siteload import SiteFileError, load_site, load_site_text, site_schema
+from bootstrap.sitetypes.durations import format_duration, parse_duration
+from bootstrap.sitetypes.secretrefs import EscrowRef, SecretRef
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = sorted((REPO / "inventory").glob("*.yaml"))
