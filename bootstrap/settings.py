@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -42,7 +41,7 @@ from pydantic_core import PydanticCustomError
 
 from bootstrap.sitetypes.durations import Duration
 from bootstrap.sitetypes.model import CrossFieldError, Loc, SiteModel, raise_if
-from bootstrap.sitetypes.paths import SitePath
+from bootstrap.sitetypes.paths import SitePath, resolve_path
 from bootstrap.sitetypes.secretrefs import (
     DeployKeyRef,
     EscrowRef,
@@ -402,12 +401,7 @@ def _check_repo_url(value: str, info: ValidationInfo) -> str:
             "expected git@host:org/repo.git, ssh://..., https://..., file://... or a path",
         )
     if kind == "file" and not value.startswith("file://"):
-        path = Path(os.path.expanduser(value))
-        context = info.context if isinstance(info.context, dict) else {}
-        base = context.get("base_dir")
-        if not path.is_absolute() and isinstance(base, Path | str):
-            path = Path(os.path.normpath(Path(base) / path))
-        return str(path)
+        return str(resolve_path(value, info))
     return value
 
 

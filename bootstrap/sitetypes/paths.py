@@ -22,7 +22,7 @@ def _refuse_empty_path(value: Any) -> Any:
     return value
 
 
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+def resolve_path(value: str | Path, info: ValidationInfo) -> Path:
     """Expand ``~`` and anchor a relative path at the site file's directory."""
     # os.path.expanduser leaves an unknown ~user alone (pathlib raises RuntimeError).
     path = Path(os.path.expanduser(value))
@@ -33,4 +33,4 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     return path
 
 
-SitePath = Annotated[Path, BeforeValidator(_refuse_empty_path), AfterValidator(_resolve_path)]
+SitePath = Annotated[Path, BeforeValidator(_refuse_empty_path), AfterValidator(resolve_path)]
