@@ -27,10 +27,8 @@ key: that is the first source of SSH host-key verification.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -47,6 +45,7 @@ from typing import Any
 
 from bootstrap.errors import PermanentError, PreflightError, WaitTimeout
 from bootstrap.fsutil import write_atomic
+from bootstrap.hostkeys import PublicKey
 from bootstrap.lab import hostcgroup, hostdisk, net
 from bootstrap.lab.hostdisk import DiskSpec
 from bootstrap.lab.image import DEFAULT_CACHE, SETUP_SCRIPT, require_image
@@ -76,17 +75,6 @@ printf '%s\n' "$DRB_DISKS" | while IFS='|' read -r kind src target opts; do
 done
 exec systemd-nspawn "$@"
 """
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """tmp -> fsync -> rename, 0600 (records name paths and pids, never secrets)."""
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True))
-
-
-def fingerprint_of(public_key_line: str) -> str:
-    """OpenSSH ``SHA256:...`` fingerprint of a public key line (``type base64 [comment]``)."""
-    blob = base64.b64decode(public_key_line.split()[1])
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def _proc_start_time(pid: int) -> int | None:
@@ -206,7 +194,7 @@ class LabHost:
 
     @property
     def host_key_fingerprint(self) -> str:
-        return fingerprint_of(self._rec.host_public_key)
+        return PublicKey.parse(self._rec.host_public_key).fingerprint
 
     @property
     def known_hosts_line(self) -> str:
@@ -235,7 +223,9 @@ class LabHost:
         return list(self._rec.disks)
 
     def _save(self) -> None:
-        _write_json_atomic(self.dir / "host.json", self._rec.to_json())
+        write_atomic(
+            self.dir / "host.json", json.dumps(self._rec.to_json(), indent=2, sort_keys=True)
+        )
 
     def _cgroups(self) -> hostcgroup.HostCgroups:
         parent = self._rec.memory_cgroup_parent
@@ -549,7 +539,9 @@ class Lab:
                 index = net.pick_free_index(exclude=_indexes_in_state_dirs(state_dir))
                 net.ensure_bridge(index)
                 record = LabRecord(name=name, index=index, image=str(image), created=time.time())
-                _write_json_atomic(state_dir / "lab.json", asdict(record))
+                write_atomic(
+                    state_dir / "lab.json", json.dumps(asdict(record), indent=2, sort_keys=True)
+                )
             lab = cls(state_dir, record)
         lab.up()
         return lab
@@ -678,11 +670,9 @@ class Lab:
         return Path(f"{self.ssh_key_path}.pub").read_text().strip()
 
     def _write_known_hosts(self) -> None:
-        lines = "".join(f"{h.known_hosts_line}\n" for h in self.hosts())
-        tmp = self.known_hosts_path.with_suffix(".tmp")
-        tmp.write_text(lines)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.known_hosts_path)
+        write_atomic(
+            self.known_hosts_path, "".join(f"{h.known_hosts_line}\n" for h in self.hosts())
+        )
 
     def destroy_host(self, name: str) -> None:
         """Power off and remove one host: processes, mounts, loop disks, netns, veth, files."""
@@ -747,15 +737,7 @@ def _mkdirs_like(upper: Path, lower: Path, rel: str) -> Path:
 
 
 def _put(upper: Path, lower: Path, rel: str, content: str, mode: int = 0o644) -> None:
-    target = _mkdirs_like(upper, lower, str(Path(rel).parent)) / Path(rel).name
-    tmp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(content)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, target)
+    write_atomic(_mkdirs_like(upper, lower, str(Path(rel).parent)) / Path(rel).name, content, mode)
 
 
 def _prepare_upper(upper: Path, lower: Path, name: str, gateway: str, operator_pub: str) -> str:
