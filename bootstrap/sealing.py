@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
+from bootstrap import hostkeys
 from bootstrap.errors import ConfigError, PermanentError
 
 CLUSTER_WIDE_ANNOTATION: Final = "sealedsecrets.bitnami.com/cluster-wide"
@@ -326,8 +327,7 @@ def fingerprint(public_key: rsa.RSAPublicKey) -> str:
     ``FingerprintSHA256``) returns and what the controller keys its registry by; it
     also equals ``ssh-keygen -lf`` on the key.
     """
-    digest = hashlib.sha256(_ssh_wire_rsa(public_key)).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+    return hostkeys.fingerprint(_ssh_wire_rsa(public_key))
 
 
 def spki_sha256_hex(public_key: rsa.RSAPublicKey) -> str:

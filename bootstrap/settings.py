@@ -21,320 +21,48 @@ Conventions:
   refused with an ``inline_secret`` error that does not echo the value.
 * Checks that span fields raise ``CrossFieldError`` carrying the location(s)
   of the offending fields, so the loader can point at the right YAML line.
+
+This module holds the site's sections; the value types they are built from
+(durations, shaped strings, paths, secret references, the base model and
+``CrossFieldError``) live in ``bootstrap.sitetypes``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
-import os
 import re
-from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    PlainSerializer,
-    Tag,
-    ValidationInfo,
-    WithJsonSchema,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from bootstrap import pins
-
-API_VERSION = "drboot.dev/v1"
-
-Loc = tuple[str | int, ...]
-
-
-class CrossFieldError(ValueError):
-    """A check across fields failed; ``problems`` are (location, text) pairs.
-
-    Locations are relative to the model that raised it. The loader joins them
-    to the model's own location and points at the YAML node of each one.
-    """
-
-    def __init__(self, problems: Sequence[tuple[Loc, str]]) -> None:
-        self.problems: tuple[tuple[Loc, str], ...] = tuple(problems)
-        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {text}" for loc, text in problems))
-
-
-def _raise_if(problems: list[tuple[Loc, str]]) -> None:
-    if problems:
-        raise CrossFieldError(problems)
-
-
-class _Model(BaseModel):
-    """Base of every site model: strict about keys, frozen, defaults validated too."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        validate_default=True,
-    )
-
-
-# --------------------------------------------------------------------------- durations
-
-_DURATION_RE = re.compile(r"(?:(\d{1,6})d)?(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,9})s)?")
-_MAX_DURATION = timedelta(days=3650)
-_DURATION_HELP = "expected a duration like 30m, 1h30m, 90s, 30d or a number of seconds"
-
-
-def parse_duration(value: Any) -> timedelta:
-    """Turn ``"1h30m"``/``"90s"``/``"30d"``/``90`` into a positive ``timedelta``.
-
-    Raises ``PydanticCustomError('duration', ...)`` for anything else (it never
-    echoes the value).
-    """
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.isdigit() and len(text) <= 12:
-            seconds = float(int(text))
-        else:
-            match = _DURATION_RE.fullmatch(text)
-            if not text or match is None:
-                raise PydanticCustomError("duration", _DURATION_HELP)
-            d, h, m, s = (int(g) if g else 0 for g in match.groups())
-            seconds = float(((d * 24 + h) * 60 + m) * 60 + s)
-    else:
-        raise PydanticCustomError("duration", _DURATION_HELP)
-    if seconds <= 0:
-        raise PydanticCustomError("duration", "expected a duration greater than zero")
-    if seconds > _MAX_DURATION.total_seconds():
-        raise PydanticCustomError("duration", "expected a duration of at most 3650d")
-    return timedelta(seconds=seconds)
-
-
-def format_duration(value: timedelta) -> str:
-    """The short form of a duration: ``timedelta(seconds=5400)`` -> ``"1h30m"``."""
-    total = int(value.total_seconds())
-    if total <= 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, total = divmod(total, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str, when_used="json"),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$|^\d+$"},
-                {"type": "integer", "exclusiveMinimum": 0},
-            ],
-            "examples": ["90s", "5m", "1h30m", "30d", 600],
-        }
-    ),
-]
-
-
-# --------------------------------------------------------------------------- strings with a shape
-
-
-def _shaped(pattern: str, kind: str, message: str) -> AfterValidator:
-    compiled = re.compile(pattern)
-
-    def check(value: str) -> str:
-        if compiled.fullmatch(value) is None:
-            raise PydanticCustomError(kind, message)
-        return value
-
-    return AfterValidator(check)
-
-
-def _schema_pattern(pattern: str) -> Callable[[dict[str, Any]], None]:
-    def extra(schema: dict[str, Any]) -> None:
-        schema["pattern"] = f"^(?:{pattern})$"
-
-    return extra
-
-
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-SiteName = Annotated[
-    str,
-    _shaped(_DNS_LABEL, "site_name", "expected a DNS label: lowercase letters, digits and '-'"),
-    Field(json_schema_extra=_schema_pattern(_DNS_LABEL)),
-]
-_HOSTNAME = re.compile(
-    r"(?=.{1,253}$)([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*\.?"
+from bootstrap.sitetypes.durations import Duration
+from bootstrap.sitetypes.model import CrossFieldError, Loc, SiteModel, raise_if
+from bootstrap.sitetypes.paths import SitePath, resolve_path
+from bootstrap.sitetypes.secretrefs import (
+    DeployKeyRef,
+    EscrowRef,
+    K3sTokenRef,
+    KnownHostsRef,
+    SecretOnly,
+)
+from bootstrap.sitetypes.shaped import (
+    Address,
+    AgeRecipient,
+    Fingerprint,
+    FioSize,
+    K3sVersion,
+    NonEmpty,
+    Sha256,
+    SiteName,
+    Version,
 )
 
-
-def _check_address(value: str) -> str:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        labels = value.rstrip(".").split(".")
-        if _HOSTNAME.fullmatch(value) is None or labels[-1].isdigit():
-            raise PydanticCustomError("address", "expected an IP address or a DNS name") from None
-    return value
-
-
-Address = Annotated[str, AfterValidator(_check_address)]
-_FINGERPRINT = r"SHA256:[A-Za-z0-9+/]{43}"
-Fingerprint = Annotated[
-    str,
-    _shaped(
-        _FINGERPRINT,
-        "fingerprint",
-        "expected an SSH host key fingerprint like SHA256: followed by 43 base64 characters "
-        "(ssh-keyscan HOST | ssh-keygen -lf -)",
-    ),
-    Field(json_schema_extra=_schema_pattern(_FINGERPRINT)),
-]
-_K3S_VERSION = r"v\d+\.\d+\.\d+\+k3s\d+"
-K3sVersion = Annotated[
-    str,
-    _shaped(_K3S_VERSION, "k3s_version", "expected a k3s version like v1.30.4+k3s1"),
-    Field(json_schema_extra=_schema_pattern(_K3S_VERSION)),
-]
-_SEMVER = r"v?\d+\.\d+\.\d+"
-Version = Annotated[
-    str,
-    _shaped(_SEMVER, "version", "expected a version like v1.2.3"),
-    Field(json_schema_extra=_schema_pattern(_SEMVER)),
-]
-_SHA256 = r"[0-9a-fA-F]{64}"
-Sha256 = Annotated[
-    str,
-    _shaped(_SHA256, "sha256", "expected a SHA-256 digest: 64 hexadecimal characters"),
-    Field(json_schema_extra=_schema_pattern(_SHA256)),
-]
-_AGE_RECIPIENT = r"age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}"
-AgeRecipient = Annotated[
-    str,
-    _shaped(
-        _AGE_RECIPIENT,
-        "age_recipient",
-        "expected an age X25519 recipient: age1 followed by 58 bech32 characters",
-    ),
-    Field(json_schema_extra=_schema_pattern(_AGE_RECIPIENT)),
-]
-_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-EnvName = Annotated[
-    str,
-    _shaped(_ENV_NAME, "env_name", "expected an environment variable name like DRBOOT_TOKEN"),
-    Field(json_schema_extra=_schema_pattern(_ENV_NAME)),
-]
-_FIO_SIZE = r"\d{1,9}[kKmMgG]?"
-FioSize = Annotated[
-    str,
-    _shaped(_FIO_SIZE, "fio_size", "expected a size like 22m, 512k or 1g"),
-    Field(json_schema_extra=_schema_pattern(_FIO_SIZE)),
-]
-NonEmpty = Annotated[str, Field(min_length=1)]
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def _refuse_empty_path(value: Any) -> Any:
-    if isinstance(value, str) and not value.strip():
-        raise PydanticCustomError("path_empty", "expected a path, got an empty string")
-    return value
-
-
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    """Expand ``~`` and anchor a relative path at the site file's directory."""
-    # os.path.expanduser leaves an unknown ~user alone (pathlib raises RuntimeError).
-    path = Path(os.path.expanduser(value))
-    context = info.context if isinstance(info.context, dict) else {}
-    base = context.get("base_dir")
-    if not path.is_absolute() and isinstance(base, Path | str):
-        path = Path(os.path.normpath(Path(base) / path))
-    return path
-
-
-SitePath = Annotated[Path, BeforeValidator(_refuse_empty_path), AfterValidator(_resolve_path)]
-
-
-# --------------------------------------------------------------------------- secret references
-
-EscrowItem = Literal["k3s_token", "deploy_key", "known_hosts"]
-
-
-class SecretRef(_Model):
-    """Where a secret can be read at run time: an environment variable or a file."""
-
-    env: EnvName | None = Field(
-        default=None, description="Name of an environment variable holding it."
-    )
-    file: SitePath | None = Field(
-        default=None, description="File holding it (0600, read at run time)."
-    )
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise PydanticCustomError(
-                "secret_ref", "expected exactly one of {env: VAR} or {file: PATH}"
-            )
-        return self
-
-
-class EscrowRef(_Model):
-    """A secret kept in the escrow bundle (restored before it is needed)."""
-
-    escrow: EscrowItem = Field(description="Name of the item in the escrow bundle.")
-
-
-def _refuse_inline(suggest: str) -> BeforeValidator:
-    def check(value: Any) -> Any:
-        if value is None or isinstance(value, dict | SecretRef | EscrowRef):
-            return value
-        raise PydanticCustomError(
-            "inline_secret", "inline secret not allowed: use {suggest}", {"suggest": suggest}
-        )
-
-    return BeforeValidator(check)
-
-
-def _ref_kind(value: Any) -> str | None:
-    if isinstance(value, EscrowRef) or (isinstance(value, dict) and "escrow" in value):
-        return "escrow-ref"
-    if isinstance(value, SecretRef | dict):
-        return "secret-ref"
-    return None
-
-
-_AnyRef = Annotated[EscrowRef, Tag("escrow-ref")] | Annotated[SecretRef, Tag("secret-ref")]
-SecretOnly = Annotated[SecretRef, _refuse_inline("{env: VAR} or {file: PATH}")]
-K3sTokenRef = Annotated[
-    _AnyRef,
-    Discriminator(_ref_kind),
-    _refuse_inline("{env: VAR}, {file: PATH} or {escrow: k3s_token}"),
-]
-DeployKeyRef = Annotated[
-    _AnyRef,
-    Discriminator(_ref_kind),
-    _refuse_inline("{env: VAR}, {file: PATH} or {escrow: deploy_key}"),
-]
-KnownHostsRef = Annotated[
-    _AnyRef,
-    Discriminator(_ref_kind),
-    _refuse_inline("{env: VAR}, {file: PATH} or {escrow: known_hosts}"),
-]
+API_VERSION = "drboot.dev/v1"
 
 
 # --------------------------------------------------------------------------- providers
@@ -361,7 +89,7 @@ _LABEL_KEY = re.compile(
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
 
-class Host(_Model):
+class Host(SiteModel):
     """One machine of a static provider, reached over SSH."""
 
     name: SiteName = Field(description="Node name (also the k3s node name).")
@@ -385,11 +113,11 @@ class Host(_Model):
             if _LABEL_VALUE.fullmatch(str(value)) is None:
                 problems.append((("labels", key), "expected a label value of at most 63 "
                                  "letters, digits, '-', '_' or '.'"))  # fmt: skip
-        _raise_if(problems)
+        raise_if(problems)
         return self
 
 
-class StaticProvider(_Model):
+class StaticProvider(SiteModel):
     """Hosts that already exist: drboot only takes them over SSH."""
 
     type: Literal["static"] = Field(description="Hosts listed here, reached over SSH.")
@@ -410,7 +138,7 @@ class StaticProvider(_Model):
             seen.setdefault(host.name, index)
         if not any(h.role == "server" for h in self.hosts):
             problems.append((("hosts",), "expected at least one host with role: server"))
-        _raise_if(problems)
+        raise_if(problems)
         return self
 
     def server_count(self) -> int:
@@ -418,7 +146,7 @@ class StaticProvider(_Model):
         return sum(1 for h in self.hosts if h.role == "server")
 
 
-class LabProvider(_Model):
+class LabProvider(SiteModel):
     """Throw-away lab hosts in network namespaces on this machine (10.200.N.0/24)."""
 
     type: Literal["lab"] = Field(description="Local lab hosts (systemd-nspawn, root).")
@@ -427,7 +155,7 @@ class LabProvider(_Model):
     )
     agents: int = Field(default=0, ge=0, le=8, description="k3s agents.")
     subnet_index: int | None = Field(
-        default=None, ge=0, le=255, description="N of 10.200.N.0/24; None = pick a free one."
+        default=None, ge=1, le=254, description="N of 10.200.N.0/24; None = pick a free one."
     )
     state_dir: SitePath | None = Field(
         default=None, description="Where lab hosts and their state live; None = the lab default."
@@ -448,7 +176,7 @@ class LabProvider(_Model):
             problems.append(
                 (("agents",), "the lab's k3s stand-in has no agent mode (no kubelet): use 0")
             )
-        _raise_if(problems)
+        raise_if(problems)
         return self
 
     def server_count(self) -> int:
@@ -456,45 +184,8 @@ class LabProvider(_Model):
         return self.servers
 
 
-class HcloudProvider(_Model):
-    """Hetzner Cloud servers created for the restore (declared; implemented later)."""
-
-    type: Literal["hcloud"] = Field(description="Hetzner Cloud.")
-    token: SecretOnly = Field(description="Hetzner API token: {env: VAR} or {file: PATH}.")
-    location: NonEmpty = Field(description="Hetzner location, e.g. hel1.")
-    server_type: NonEmpty = Field(description="Hetzner server type, e.g. cx22.")
-    image: NonEmpty = Field(default="debian-12", description="OS image name.")
-    servers: int = Field(
-        default=1, ge=1, le=7, description="k3s servers: 1, or an odd number >= 3."
-    )
-    agents: int = Field(default=0, ge=0, le=50, description="k3s agents.")
-    ssh_key_name: NonEmpty = Field(description="Name of the SSH key registered in the project.")
-
-    def server_count(self) -> int:
-        """How many k3s servers this provider yields."""
-        return self.servers
-
-
-class OpenstackProvider(_Model):
-    """OpenStack servers created for the restore (declared; implemented later)."""
-
-    type: Literal["openstack"] = Field(description="OpenStack.")
-    cloud: NonEmpty = Field(description="Entry name in clouds.yaml.")
-    flavor: NonEmpty = Field(description="Server flavor.")
-    image: NonEmpty = Field(description="Image name.")
-    network: NonEmpty = Field(description="Network to attach servers to.")
-    servers: int = Field(
-        default=1, ge=1, le=7, description="k3s servers: 1, or an odd number >= 3."
-    )
-    agents: int = Field(default=0, ge=0, le=50, description="k3s agents.")
-
-    def server_count(self) -> int:
-        """How many k3s servers this provider yields."""
-        return self.servers
-
-
 Provider = Annotated[
-    StaticProvider | LabProvider | HcloudProvider | OpenstackProvider,
+    StaticProvider | LabProvider,
     Field(discriminator="type"),
 ]
 
@@ -502,7 +193,7 @@ Provider = Annotated[
 # --------------------------------------------------------------------------- ssh, kubernetes, disk
 
 
-class Ssh(_Model):
+class Ssh(SiteModel):
     """How drboot reaches hosts."""
 
     user: NonEmpty = Field(default="root", description="Remote user.")
@@ -529,7 +220,7 @@ class Ssh(_Model):
         return self.sudo if self.sudo is not None else self.user != "root"
 
 
-class Kubernetes(_Model):
+class Kubernetes(SiteModel):
     """The k3s cluster to install."""
 
     version: K3sVersion = Field(
@@ -574,11 +265,11 @@ class Kubernetes(_Model):
             problems.append((("download_url",), "expected an https:// or file:// URL"))
         if self.install == "download" and url is not None and self.sha256 is None:
             problems.append((("sha256",), "required when download_url is set"))
-        _raise_if(problems)
+        raise_if(problems)
         return self
 
 
-class DiskGate(_Model):
+class DiskGate(SiteModel):
     """Refuse a disk too slow for etcd (fio fdatasync p99), before installing k3s."""
 
     enabled: bool = Field(default=True, description="Run the fio check on every server.")
@@ -600,7 +291,7 @@ class DiskGate(_Model):
 # --------------------------------------------------------------------------- escrow
 
 
-class AgeEscrow(_Model):
+class AgeEscrow(SiteModel):
     """Recovery secrets in one age-encrypted bundle."""
 
     backend: Literal["age"] = Field(description="age-encrypted bundle.")
@@ -622,7 +313,7 @@ class AgeEscrow(_Model):
         return self
 
 
-class ShamirEscrow(_Model):
+class ShamirEscrow(SiteModel):
     """Recovery secrets split into Shamir shares held by different people."""
 
     backend: Literal["shamir"] = Field(description="Shamir secret sharing.")
@@ -640,14 +331,14 @@ class ShamirEscrow(_Model):
             problems.append((("threshold",), "expected threshold <= total"))
         if len(self.shares) > self.total:
             problems.append((("shares",), "more share files than total"))
-        _raise_if(problems)
+        raise_if(problems)
         return self
 
 
 Escrow = Annotated[AgeEscrow | ShamirEscrow, Field(discriminator="backend")]
 
 
-class SealedSecrets(_Model):
+class SealedSecrets(SiteModel):
     """The Sealed Secrets controller whose keys are restored from escrow."""
 
     namespace: SiteName = Field(default="kube-system", description="Controller namespace.")
@@ -674,7 +365,7 @@ class SealedSecrets(_Model):
 # --------------------------------------------------------------------------- reconciler, repo
 
 
-class ArgocdReconciler(_Model):
+class ArgocdReconciler(SiteModel):
     """Argo CD, pointed at the repository."""
 
     type: Literal["argocd"] = Field(description="Argo CD.")
@@ -694,7 +385,7 @@ class ArgocdReconciler(_Model):
         return self
 
 
-class FluxReconciler(_Model):
+class FluxReconciler(SiteModel):
     """Flux, pointed at the repository."""
 
     type: Literal["flux"] = Field(description="Flux.")
@@ -736,12 +427,7 @@ def _check_repo_url(value: str, info: ValidationInfo) -> str:
             "expected git@host:org/repo.git, ssh://..., https://..., file://... or a path",
         )
     if kind == "file" and not value.startswith("file://"):
-        path = Path(os.path.expanduser(value))
-        context = info.context if isinstance(info.context, dict) else {}
-        base = context.get("base_dir")
-        if not path.is_absolute() and isinstance(base, Path | str):
-            path = Path(os.path.normpath(Path(base) / path))
-        return str(path)
+        return str(resolve_path(value, info))
     return value
 
 
@@ -754,7 +440,7 @@ def _check_repo_path(value: str) -> str:
     return value
 
 
-class Repo(_Model):
+class Repo(SiteModel):
     """The GitOps repository the reconciler follows."""
 
     url: Annotated[str, AfterValidator(_check_repo_url)] = Field(
@@ -792,7 +478,7 @@ class Repo(_Model):
 # --------------------------------------------------------------------------- the rest
 
 
-class SyncWait(_Model):
+class SyncWait(SiteModel):
     """When the restore counts as done: every app Synced+Healthy for a while."""
 
     timeout: Duration = Field(default=timedelta(minutes=30), description="Give up after this.")
@@ -806,13 +492,13 @@ class SyncWait(_Model):
     )
 
 
-class Rto(_Model):
+class Rto(SiteModel):
     """The recovery time objective the report is measured against."""
 
     objective: Duration = Field(default=timedelta(hours=1), description="Recovery time objective.")
 
 
-class Report(_Model):
+class Report(SiteModel):
     """Where and how the drill/restore report is written."""
 
     directory: SitePath | None = Field(
@@ -823,7 +509,7 @@ class Report(_Model):
     )
 
 
-class Site(_Model):
+class Site(SiteModel):
     """A site: everything needed to rebuild one cluster from nothing."""
 
     apiVersion: Literal["drboot.dev/v1"] = Field(description="Site file format version.")
@@ -883,7 +569,7 @@ class Site(_Model):
                     "path or file:// (use argocd, or serve the repo over https/ssh)",
                 )
             )
-        _raise_if(problems)
+        raise_if(problems)
         return self
 
     def digest(self) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bootstrap.errors import PermanentError, TransientError
+from bootstrap.fsutil import write_atomic
 from bootstrap.hostkeys import TrustedKey, known_hosts_line
 
 
@@ -120,21 +121,6 @@ def build_inventory(
             },
         }
     }
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """tmp -> fsync -> rename, 0600."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _inventory_addresses(inventory: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
@@ -267,7 +253,7 @@ def _scrub_command_artifact(artifacts: Path | None) -> None:
         return
     env = doc.get("env") or {}
     doc["env"] = {k: v for k, v in env.items() if k.startswith("ANSIBLE_") or k == "PATH"}
-    _write_private(path, json.dumps(doc).encode())
+    write_atomic(path, json.dumps(doc).encode())
 
 
 def run_playbook(
@@ -301,14 +287,14 @@ def run_playbook(
         raise PermanentError(f"playbook {pb} not found", step=step, hint="reinstall drboot")
     pdd = Path(private_data_dir)
     (pdd / "inventory").mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_private(pdd / "inventory" / "hosts.json", json.dumps(inventory, indent=1).encode())
+    write_atomic(pdd / "inventory" / "hosts.json", json.dumps(inventory, indent=1).encode())
     known_hosts = pdd / "known_hosts"
-    _write_private(known_hosts, known_hosts_text(inventory, host_keys).encode())
+    write_atomic(known_hosts, known_hosts_text(inventory, host_keys).encode())
     secret_file: Path | None = None
     cmdline = [f"--private-key={Path(ssh_key_file).resolve()}"]
     if secret_vars:
         secret_file = pdd / f"secret-vars-{secrets.token_hex(6)}.json"
-        _write_private(secret_file, json.dumps(dict(secret_vars)).encode())
+        write_atomic(secret_file, json.dumps(dict(secret_vars)).encode())
         cmdline.append(f"--extra-vars=@{secret_file}")
     # ControlPath must fit in a unix socket path (108 bytes): keep it short, not under pdd.
     cp_dir = tempfile.mkdtemp(prefix="drb-cp-")

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from bootstrap.escrow import (
     WrongPassphrase,
 )
 from bootstrap.escrow.kit import RecoveryKit
+from bootstrap.fsutil import write_atomic
 
 _MAGIC = b"age-encryption.org/v1\n"
 _ARMOR_BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
@@ -39,48 +38,6 @@ _ARMOR_END = b"-----END AGE ENCRYPTED FILE-----"
 _MIN_PAYLOAD = 16 + 16  # STREAM nonce + one chunk's tag
 Mode = Literal["recipients", "passphrase"]
 PromptFn = Callable[[], str]
-
-
-def stage_private_file(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to a 0600 tmp file next to ``path`` and fsync it; returns the tmp path."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return Path(tmp)
-
-
-def commit_staged(staged: Sequence[tuple[Path, str | os.PathLike[str]]]) -> None:
-    """Rename staged tmp files onto their targets, then fsync the directories."""
-    for tmp, target in staged:
-        os.replace(tmp, target)
-    for parent in {Path(target).parent for _, target in staged}:
-        dir_fd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def discard_staged(staged: Sequence[tuple[Path, str | os.PathLike[str]]]) -> None:
-    """Remove tmp files of a write that failed part-way."""
-    for tmp, _ in staged:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def write_private_file(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` atomically with mode 0600: tmp file -> fsync -> rename -> fsync dir."""
-    commit_staged([(stage_private_file(path, data), path)])
 
 
 def read_passphrase(env_name: str | None, prompt: PromptFn | None = None) -> str:
@@ -191,7 +148,7 @@ def write_kit(
     passphrase: str | None = None,
 ) -> None:
     """Encrypt then write atomically 0600; on any failure nothing is written."""
-    write_private_file(path, encrypt_kit(kit, recipients=recipients, passphrase=passphrase))
+    write_atomic(path, encrypt_kit(kit, recipients=recipients, passphrase=passphrase))
 
 
 def _read_bundle(path: Path) -> bytes:

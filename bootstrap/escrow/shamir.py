@@ -36,8 +36,8 @@ from bootstrap.escrow import (
     MixedShares,
     TooFewShares,
 )
-from bootstrap.escrow.age_file import commit_staged, discard_staged, stage_private_file
 from bootstrap.escrow.kit import RecoveryKit
+from bootstrap.fsutil import Staged, commit_staged, discard_staged, stage_write
 
 MAGIC: Final = b"DRBOOT-KIT-SHAMIR/1\n"
 _HEAD = struct.Struct(">8sBB12s")  # split id, threshold, count, nonce
@@ -172,11 +172,11 @@ def write_kit(
     bundle, shares = seal_kit(kit, threshold, len(share_paths))
     # All files are staged before any is renamed, so a failure part-way never leaves
     # new shares next to an old bundle (or the reverse).
-    staged: list[tuple[Path, str | os.PathLike[str]]] = []
+    staged: list[Staged] = []
     try:
         for share, sp in zip(shares, share_paths, strict=True):
-            staged.append((stage_private_file(sp, (share.text() + "\n").encode()), sp))
-        staged.append((stage_private_file(path, bundle), path))
+            staged.append((stage_write(sp, (share.text() + "\n").encode()), sp))
+        staged.append((stage_write(path, bundle), path))
     except BaseException:
         discard_staged(staged)
         raise

@@ -60,6 +60,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+# A copy of bootstrap.fsutil.write_atomic, on purpose: this module runs on lab hosts (inside the
+# k3s stand-in) where only the standard library exists, so it cannot import the package.
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` atomically (tmp -> fsync -> rename) with ``mode`` from the start."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -129,9 +129,17 @@ def used_indexes() -> set[int]:
     return used
 
 
-def pick_free_index(exclude: set[int] | None = None) -> int:
-    """The lowest free lab /24 (1..254). Call under ``allocation_lock``."""
+def pick_free_index(exclude: set[int] | None = None, wanted: int | None = None) -> int:
+    """The lowest free lab /24 (1..254), or ``wanted`` if free. Call under ``allocation_lock``."""
     taken = used_indexes() | (exclude or set())
+    if wanted is not None:
+        if wanted in taken:
+            raise PreflightError(
+                f"10.200.{wanted}.0/24 (provider.subnet_index {wanted}) is used by another lab",
+                target="lab",
+                hint="choose another provider.subnet_index, or leave it out to pick a free one",
+            )
+        return wanted
     for index in range(1, 255):
         if index not in taken:
             return index

@@ -1,4 +1,4 @@
-"""Where hosts come from: static (hosts you have), lab (local nspawn hosts), clouds later.
+"""Where hosts come from: static (hosts you have) and lab (local nspawn hosts).
 
 ``provider_for(site, state_root)`` returns the provider a site describes, looked up by type in
 ``PROVIDERS``. Every provider observes first: ``observe()`` lists what exists, and ``create()``

@@ -45,7 +45,7 @@ class LabHosts:
             return Lab.attach(self.lab_dir)
         if not create:
             return None
-        return Lab.create(self.site.name, self.lab_dir)
+        return Lab.create(self.site.name, self.lab_dir, index=self.cfg.subnet_index)
 
     def _info(self, host: LabHost) -> HostInfo:
         return HostInfo(

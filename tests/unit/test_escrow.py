@@ -31,6 +31,7 @@ from bootstrap.escrow import (
 )
 from bootstrap.escrow.backend import AgeFileBackend, ShamirBackend, make_backend
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
+from bootstrap.fsutil import write_atomic
 
 TOKEN = "K10-fixture-k3s-token-0123456789abcdef::server:feedface"
 DEPLOY = (
@@ -266,11 +267,11 @@ def test_read_passphrase_env_then_prompt(monkeypatch: pytest.MonkeyPatch) -> Non
         age_file.read_passphrase("DRBOOT_TEST_PW", None)
 
 
-def test_write_private_file_is_atomic_0600(tmp_path: Path) -> None:
+def test_escrow_files_are_written_atomic_0600(tmp_path: Path) -> None:
     p = tmp_path / "f"
     p.write_text("old")
     os.chmod(p, 0o644)
-    age_file.write_private_file(p, b"new")
+    write_atomic(p, b"new")  # the writer age_file and shamir use
     assert p.read_bytes() == b"new"
     assert stat.S_IMODE(p.stat().st_mode) == 0o600
 
