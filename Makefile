@@ -36,6 +36,7 @@ unit: venv
 lint: venv
 	$(VENV)/bin/ruff check bootstrap tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 demo: setup
 	$(VENV)/bin/drboot demo

@@ -458,7 +458,9 @@ def report_cmd(ctx: click.Context, run_id: str, directory: Path | None, output: 
         reconciler=str(site.reconciler.type),
         now=_time.time(),
     )
-    data = write.from_journal(state.journal_path, run_id, info)
+    from bootstrap.steps.finish import from_journal
+
+    data = from_journal(state.journal_path, run_id, info)
     target = directory or site.report.directory or run_dir
     paths = write.write(data, target, list(site.report.formats))
     if deps.output == "json":

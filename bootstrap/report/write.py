@@ -1,8 +1,9 @@
-"""Write a report in the chosen formats, atomically, and read a run's journal into one.
+"""Write a report in the chosen formats, atomically.
 
-Why it exists: the report step and any later ``drboot report RUN`` need the same two things:
-load a run's rows from the journal, and put report.json / report.md / report.junit.xml on disk
-(tmp -> fsync -> rename; 0644, reports hold no secrets).
+Why it exists: the report step and any later ``drboot report RUN`` put report.json /
+report.md / report.junit.xml on disk the same way (tmp -> fsync -> rename; 0644, reports hold
+no secrets). Reading the journal is the caller's business (the report knows records, not the
+engine).
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bootstrap.engine.journal import Journal
 from bootstrap.fsutil import write_atomic
-from bootstrap.report import junit, markdown, model
+from bootstrap.report import junit, markdown
 
 FILES = {"json": "report.json", "markdown": "report.md", "junit": "report.junit.xml"}
 
@@ -35,15 +35,3 @@ def write(report: dict[str, Any], directory: Path, formats: Iterable[str]) -> li
         write_atomic(Path(directory) / FILES[fmt], render(report, fmt), mode=0o644)
         for fmt in dict.fromkeys(formats)
     ]
-
-
-def from_journal(journal_path: Path, run_id: str, ctx: model.Context) -> dict[str, Any]:
-    """Build the report of ``run_id`` from the journal file."""
-    journal = Journal(journal_path)
-    try:
-        run = journal.run(run_id)
-        if run is None:
-            raise KeyError(run_id)
-        return model.build(run, journal.steps(run_id), journal.events(run_id), ctx)
-    finally:
-        journal.close()

@@ -3,34 +3,56 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 from bootstrap.engine.context import StepContext
+from bootstrap.engine.journal import Journal
 from bootstrap.engine.step import RetryPolicy
 from bootstrap.errors import PermanentError
 from bootstrap.outputs import Reported, TornDown
+from bootstrap.report import model
+from bootstrap.settings import Site
 from bootstrap.steps import common
 from bootstrap.steps.registry import DRILL_EXTRA, REPORT_STEP, step
+
+
+def report_context(site: Site, now: float, writing_step: str | None = None) -> model.Context:
+    """What the report needs to know about the site besides the journal."""
+    return model.Context(
+        objective_seconds=site.rto.objective.total_seconds(),
+        provider=str(site.provider.type),
+        reconciler=str(site.reconciler.type),
+        now=now,
+        writing_step=writing_step,
+    )
+
+
+def from_journal(journal_path: Path, run_id: str, ctx: model.Context) -> dict[str, Any]:
+    """The report of ``run_id`` built from the journal (``KeyError`` for an unknown run)."""
+    journal = Journal(journal_path)
+    try:
+        run = journal.run(run_id)
+        if run is None:
+            raise KeyError(run_id)
+        return model.build(run, journal.steps(run_id), journal.events(run_id), ctx)
+    finally:
+        journal.close()
 
 
 @step(REPORT_STEP, after=["wait-synced"], timeout=300, retry=RetryPolicy.none())
 def report(ctx: StepContext) -> None:
     """Write the run report: steps, timings, RTO against the objective, warnings."""
-    from bootstrap.report import model, write
+    from bootstrap.report import write
 
     site = ctx.site
     directory = site.report.directory or ctx.run_dir
     formats = list(site.report.formats)
     if not ctx.will(f"write the {', '.join(formats)} report into {directory}"):
         return
-    info = model.Context(
-        objective_seconds=site.rto.objective.total_seconds(),
-        provider=str(site.provider.type),
-        reconciler=str(site.reconciler.type),
-        now=time.time(),
-        writing_step=ctx.step_id,
-    )
+    info = report_context(site, time.time(), writing_step=ctx.step_id)
     try:
-        data = write.from_journal(ctx.state_root / "journal.sqlite", ctx.run_id, info)
+        data = from_journal(ctx.state_root / "journal.sqlite", ctx.run_id, info)
     except KeyError:
         raise PermanentError(
             f"run {ctx.run_id} is not in the journal", hint="report it with the run folder"

@@ -14,6 +14,7 @@ import pytest
 
 from bootstrap.engine.journal import Journal
 from bootstrap.report import model, write
+from bootstrap.steps.finish import from_journal
 
 APP = {"namespace": "argocd", "sync": "Synced", "health": "Healthy", "ready": True, "reason": ""}
 STEPS = ["disk-gate", "restore-sealing-keys", "verify-sealing-key", "wait-synced", "report"]
@@ -65,7 +66,7 @@ def ctx(start: float, provider: str = "lab", objective: float = 1200.0) -> model
 
 def test_rto_met_with_warnings_decisions_and_lab_standins(tmp_path: Path) -> None:
     path, rid, start = journal_with_run(tmp_path, ready_after=612.5)
-    r = write.from_journal(path, rid, ctx(start))
+    r = from_journal(path, rid, ctx(start))
     assert r["rto"]["seconds"] == pytest.approx(612.5, abs=0.01)
     assert r["rto"]["met"] is True and r["rto"]["objective_seconds"] == 1200.0
     assert r["outcome"] == "restored"
@@ -86,12 +87,12 @@ def test_rto_met_with_warnings_decisions_and_lab_standins(tmp_path: Path) -> Non
 
 def test_rto_missed_and_not_measured(tmp_path: Path) -> None:
     path, rid, start = journal_with_run(tmp_path, ready_after=1500)
-    r = write.from_journal(path, rid, ctx(start, objective=1200))
+    r = from_journal(path, rid, ctx(start, objective=1200))
     assert r["rto"]["met"] is False
     failed = tmp_path / "failed"
     failed.mkdir()
     path2, rid2, start2 = journal_with_run(failed, ready_after=None, fail="wait-synced")
-    r2 = write.from_journal(path2, rid2, ctx(start2))
+    r2 = from_journal(path2, rid2, ctx(start2))
     assert r2["rto"]["seconds"] is None and r2["rto"]["met"] is None
     assert r2["outcome"] == "failed"
     junit = ET.fromstring(write.render(r2, "junit").split("\n", 1)[1])
@@ -106,7 +107,7 @@ def test_rto_missed_and_not_measured(tmp_path: Path) -> None:
 
 def test_renderings_and_atomic_files(tmp_path: Path) -> None:
     path, rid, start = journal_with_run(tmp_path, ready_after=613.0)
-    r = write.from_journal(path, rid, ctx(start))
+    r = from_journal(path, rid, ctx(start))
     out = tmp_path / "reports"
     paths = write.write(r, out, ["json", "markdown", "junit", "json"])
     assert [p.name for p in paths] == ["report.json", "report.md", "report.junit.xml"]
@@ -143,6 +144,6 @@ def _rows(path: Path, rid: str) -> tuple[Any, Any, Any]:
 def test_unknown_run_and_format(tmp_path: Path) -> None:
     path, _, start = journal_with_run(tmp_path, ready_after=1)
     with pytest.raises(KeyError):
-        write.from_journal(path, "no-such-run", ctx(start))
+        from_journal(path, "no-such-run", ctx(start))
     with pytest.raises(ValueError, match="unknown report format"):
         write.render({}, "html")
