@@ -7,9 +7,10 @@ from typing import Any
 
 import yaml
 
+from bootstrap import secretrefs
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
-from bootstrap.errors import PermanentError
+from bootstrap.errors import PermanentError, PreflightError
 from bootstrap.fsutil import write_atomic
 from bootstrap.steps import common
 from bootstrap.steps.hosts import _report
@@ -20,7 +21,8 @@ K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 
 @step("install-k3s", after=["prepare-hosts"], timeout=3600)
 def install_k3s(ctx: StepContext) -> None:
-    """Install k3s with the escrowed cluster token (Ansible k3s playbook)."""
+    """Install k3s with the cluster token ``kubernetes.token`` names (by default the escrowed
+    one) through the Ansible k3s playbook."""
     k8s = ctx.site.kubernetes
     n = len(common.hosts(ctx))
     airgap = common.provider(ctx).airgap_dir() if k8s.install == "airgap" else None
@@ -44,7 +46,14 @@ def install_k3s(ctx: StepContext) -> None:
         if k8s.download_url:
             group_vars["k3s_download_url"] = k8s.download_url
         group_vars["k3s_sha256"] = k8s.sha256 or ""
-    token = common.kit(ctx).k3s_token
+    token = secretrefs.resolve(k8s.token, lambda: common.kit(ctx), field="kubernetes.token")
+    if not token:
+        raise PreflightError(
+            "kubernetes.token resolves to no token (the recovery kit holds none)",
+            target="kubernetes.token",
+            hint="`drboot escrow backup --k3s-token-file FILE`, or set kubernetes.token to "
+            f"{{env: VAR}} / {{file: PATH}}; then `drboot resume {ctx.run_id}`",
+        )
     result = common.playbook(
         ctx, "k3s.yml", group_vars=group_vars, secret_vars={"k3s_token": token}
     )
