@@ -15,10 +15,12 @@ from typing import Any
 
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
-from bootstrap.errors import PermanentError, TransientError
+from bootstrap.errors import PermanentError, TransientError, WaitTimeout
 from bootstrap.escrow.kit import SealingKey
 from bootstrap.escrow.service import KEY_LABEL
+from bootstrap.reconcilers.base import workload_problem
 from bootstrap.steps import common
+from bootstrap.steps.polling import Judgement, wait_until
 from bootstrap.steps.registry import step
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests" / "sealed-secrets"
@@ -179,16 +181,35 @@ def install_sealed_secrets(ctx: StepContext) -> None:
         )
     else:
         return
-    ctx.progress("waiting for the controller Deployment to become available", target=CONTROLLER)
-    kube.wait_for(
-        "apps/v1",
-        "Deployment",
-        CONTROLLER,
-        _available,
-        ns,
-        timeout=min(300.0, ctx.remaining()),
-        what="available",
-    )
+    _wait_available(ctx, kube, ns)
+
+
+def _wait_available(ctx: StepContext, kube: Any, ns: str) -> None:
+    """Poll the controller Deployment until it is rolled out and available."""
+    where = f"{ns}/{CONTROLLER}"
+
+    def why(obj: dict[str, Any] | None) -> str:
+        return workload_problem(obj) or "rolling out"
+
+    def judge(obj: dict[str, Any] | None) -> Judgement:
+        if _available(obj):
+            return Judgement(True, "controller Deployment available")
+        return Judgement(False, "waiting for the controller Deployment to become available",
+                         why(obj))  # fmt: skip
+
+    def give_up(obj: dict[str, Any] | None, waited: float) -> WaitTimeout:
+        return WaitTimeout(
+            f"Deployment {where} not available after {waited:.0f}s: {why(obj)}",
+            target=where,
+            hint=f"kubectl -n {ns} describe pods -l app.kubernetes.io/name=sealed-secrets; then "
+            f"`drboot resume {ctx.run_id}`",
+        )
+
+    wait_until(
+        lambda _look: kube.get("apps/v1", "Deployment", CONTROLLER, namespace=ns),
+        judge, give_up=give_up, timeout=min(300.0, ctx.remaining()), interval=0.5,
+        progress=lambda message, **data: ctx.progress(message, target=CONTROLLER, **data),
+    )  # fmt: skip
 
 
 def _available(obj: dict[str, Any] | None) -> bool:

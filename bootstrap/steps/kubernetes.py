@@ -10,10 +10,11 @@ import yaml
 from bootstrap import secretrefs
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
-from bootstrap.errors import PermanentError, PreflightError
+from bootstrap.errors import PermanentError, PreflightError, WaitTimeout
 from bootstrap.fsutil import write_atomic
 from bootstrap.steps import common
 from bootstrap.steps.hosts import _report
+from bootstrap.steps.polling import Judgement, wait_until
 from bootstrap.steps.registry import step
 
 K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
@@ -91,6 +92,26 @@ def _ready_nodes(kube: Any) -> int:
     )
 
 
+def _wait_nodes(ctx: StepContext, kube: Any, want: int) -> None:
+    """Poll the Node list until ``want`` nodes are Ready."""
+
+    def give_up(ready: int | None, waited: float) -> WaitTimeout:
+        return WaitTimeout(
+            f"{ready or 0} of {want} node(s) Ready after {waited:.0f}s",
+            target=f"https://{common.servers(ctx)[0].address}:6443",
+            hint="check the k3s service (journalctl -u k3s / k3s-agent) on the hosts not "
+            f"Ready; then `drboot resume {ctx.run_id}`",
+        )
+
+    wait_until(
+        lambda _look: _ready_nodes(kube),
+        lambda ready: Judgement(ready >= want, f"{ready}/{want} node(s) Ready"),
+        give_up=give_up,
+        timeout=min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining()),
+        interval=1.0, progress=ctx.progress,
+    )  # fmt: skip
+
+
 @step(
     "fetch-kubeconfig",
     after=["install-k3s"],
@@ -113,15 +134,6 @@ def fetch_kubeconfig(ctx: StepContext) -> None:
         )
     kube = common.kube(ctx)  # shared by later steps (the lab also starts its stand-ins here)
     if common.provider(ctx).kind != "lab":  # the lab's k3s stand-in runs no kubelet
-        want = len(common.hosts(ctx))
-        ctx.progress(f"waiting for {want} node(s) to be Ready")
-        kube.wait_for(
-            "v1",
-            "Namespace",
-            "kube-system",
-            lambda _: _ready_nodes(kube) >= want,
-            timeout=min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining()),
-            what=f"{want} node(s) Ready",
-        )
+        _wait_nodes(ctx, kube, len(common.hosts(ctx)))
     ctx.output("api_server", f"https://{first.address}:6443")
     ctx.noop(f"API answers at https://{first.address}:6443 (kubeconfig kept only for this run)")
