@@ -86,8 +86,9 @@ def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> l
         w = s.outputs.get("warning")
         if isinstance(w, str) and w:
             out.append(f"{s.step_id}: {w}")
-        for item in s.outputs.get("warnings") or []:
-            out.append(f"{s.step_id}: {item}")
+        listed = s.outputs.get("warnings")
+        if isinstance(listed, list):  # the report step records only a count here
+            out.extend(f"{s.step_id}: {item}" for item in listed)
         for v in s.outputs.get("verdicts") or []:
             if isinstance(v, dict) and not v.get("ok", True):
                 out.append(
