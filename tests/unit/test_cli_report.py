@@ -54,6 +54,7 @@ def test_report_of_a_run_whose_report_step_counted_a_warning(tmp_path: Path) -> 
     )
     assert res.exit_code == 0, res.output
     assert f"wrote {out / 'report.json'}" in res.output
+    assert f"warning: {WARNING}" in res.output
     report = json.loads((out / "report.json").read_text())
     assert report["warnings"] == [WARNING]
     assert WARNING in (out / "report.md").read_text()
@@ -78,3 +79,15 @@ def test_a_count_of_warnings_is_not_a_list_of_them() -> None:
     assert model.warnings([row({"warnings": 3})], []) == []
     assert model.warnings([row({"warnings": 0})], []) == []
     assert model.warnings([row({"warnings": ["a", "b"]})], []) == ["s: a", "s: b"]
+
+
+def test_report_of_an_unknown_run_or_a_lost_run_folder_is_a_usage_error(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _finished_run(state)
+    res = CliRunner().invoke(cli, ["--state-dir", str(state), "report", "nope"], obj=Deps())
+    assert res.exit_code == 2 and "no run nope" in res.output
+
+    (state / "runs" / RUN_ID / "site.yaml").unlink()
+    res = CliRunner().invoke(cli, ["--state-dir", str(state), "report", RUN_ID], obj=Deps())
+    assert res.exit_code == 2, res.output
+    assert "has no copy of its site file" in res.output
