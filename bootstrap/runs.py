@@ -7,23 +7,27 @@ observers. It knows nothing of click; it returns ``RunResult`` and raises
 
 It is also the one place that knows a run folder: how a run's own copy of its
 site file is loaded again (``load_run_site``, for resume and report), how a
-report is written again (``regenerate_report``).
+report is written again (``regenerate_report``), and what a journalled status
+means now (``RunView``: a run whose row says running but whose process is gone
+was interrupted).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import secrets
 import shutil
+import socket
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bootstrap.audit import AuditLog
 from bootstrap.engine.context import RunScope
-from bootstrap.engine.journal import Journal, RunRow, StepRow
+from bootstrap.engine.journal import Journal, RunRow, RunStatus, StepRow
 from bootstrap.engine.lock import SiteLock
 from bootstrap.engine.runner import RunResult, execute, plan
 from bootstrap.engine.step import Pipeline
@@ -37,6 +41,7 @@ from bootstrap.settings import Site
 from bootstrap.siteload import load_site_text
 
 SITE_COPY = "site.yaml"
+RESUMABLE: frozenset[RunStatus] = frozenset({"failed", "interrupted", "stopped"})
 
 
 def default_state_dir() -> Path:
@@ -277,13 +282,105 @@ def dry_run(pipeline: Pipeline, site: Site, req: RunRequest) -> RunResult:
         shutil.rmtree(run_dir, ignore_errors=True)  # a plan leaves nothing behind
 
 
-def status(state: StateDir, run_id: str | None) -> tuple[list[RunRow], list[StepRow]]:
+@dataclass(frozen=True)
+class RunView:
+    """A journalled run as it stands now.
+
+    The journal says ``running`` until the run's process records its end; a
+    process killed with SIGKILL (or a lost machine) never does. ``status`` is
+    ``interrupted`` for such a run, and ``process_gone`` says why.
+    """
+
+    row: RunRow
+    status: RunStatus
+    process_gone: bool = False
+
+    @property
+    def next_command(self) -> str | None:
+        """What the operator can do about this run, if anything."""
+        return f"drboot resume {self.row.id}" if self.status in RESUMABLE else None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(
+            asdict(self.row),
+            status=self.status,
+            journal_status=self.row.status,
+            process_gone=self.process_gone,
+            next=self.next_command,
+        )
+
+
+def view(state: StateDir, row: RunRow) -> RunView:
+    """The run of ``row`` as it stands now (see ``effective_status``)."""
+    gone = row.status == "running" and _process_gone(state, row)
+    return RunView(row, "interrupted" if gone else row.status, gone)
+
+
+def effective_status(state: StateDir, row: RunRow) -> RunStatus:
+    """The journalled status, except that a running run whose process is gone is interrupted."""
+    return view(state, row).status
+
+
+def _process_gone(state: StateDir, row: RunRow) -> bool:
+    """Is the process of a run the journal says is running gone?
+
+    Decided by the site lock, which a run holds (flock) for the whole life of
+    its process and the kernel drops when the process dies. When the lock file
+    cannot tell (missing, or last written by another run), the journalled pid
+    decides, on this host only.
+    """
+    lock = SiteLock(state.root, row.site)
+    holder = lock.holder()
+    holder_run = holder.get("run_id")
+    held = _lock_held(lock.path)
+    if held is True:
+        # One run per site: a lock a live process holds for another run means this one is gone.
+        return holder_run is not None and holder_run != row.id
+    if held is False and holder_run in (None, row.id):
+        return True
+    host = holder.get("host")
+    if row.pid is None or (host is not None and host != socket.gethostname()):
+        return False
+    return not _pid_alive(row.pid)
+
+
+def _lock_held(path: Path) -> bool | None:
+    """Does a live process hold the lock file? ``None`` when it cannot be probed.
+
+    The probe takes a shared flock without waiting and drops it at once.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing drops the probe's own lock, if it got one
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def status(state: StateDir, run_id: str | None) -> tuple[list[RunView], list[StepRow]]:
     """Every run (newest first), or one run and its steps."""
     journal = state.journal()
     try:
         if run_id is None:
-            return journal.runs(), []
+            return [view(state, r) for r in journal.runs()], []
         row = _known_run(journal, state, run_id)
-        return [row], journal.steps(run_id)
+        return [view(state, row)], journal.steps(run_id)
     finally:
         journal.close()

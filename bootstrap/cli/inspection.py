@@ -20,7 +20,8 @@ from bootstrap.cli.sitearg import read_site, site_argument
 from bootstrap.errors import ConfigError, ExitCode
 
 if TYPE_CHECKING:
-    from bootstrap.engine.journal import RunRow, StepRow
+    from bootstrap.engine.journal import StepRow
+    from bootstrap.runs import RunView
 
 
 @click.command()
@@ -72,24 +73,32 @@ def init(ctx: click.Context, path: Path, force: bool) -> None:
 @output_option
 @click.pass_context
 def status(ctx: click.Context, run_id: str | None, output: str | None) -> None:
-    """List runs, or show one run's steps with timings."""
+    """List runs, or show one run's steps with timings.
+
+    A run whose process is gone (killed, machine lost) shows as interrupted, with
+    the command that resumes it.
+    """
     from bootstrap.runs import status as get_status
 
     deps = deps_of(ctx, output)
     runs, steps = get_status(deps.state(), run_id)
     deps.out().show(
         {
-            "runs": [r.__dict__ for r in runs],
+            "runs": [r.to_json() for r in runs],
             "steps": [dict(s.__dict__, seconds=s.seconds) for s in steps],
         },
         lambda: _status_lines(runs, steps),
     )
 
 
-def _status_lines(runs: list[RunRow], steps: list[StepRow]) -> Iterator[Line]:
-    for r in runs:
+def _status_lines(runs: list[RunView], steps: list[StepRow]) -> Iterator[Line]:
+    for v in runs:
+        r = v.row
         took = f"{r.ended - r.created:.1f}s" if r.ended else "-"
-        yield f"{r.id}  {r.site}  {r.pipeline}  {r.status}  exit={r.exit_code}  {took}"
+        shown = f"{v.status} (process gone)" if v.process_gone else v.status
+        yield f"{r.id}  {r.site}  {r.pipeline}  {shown}  exit={r.exit_code}  {took}"
+        if v.next_command:
+            yield f"    next: {v.next_command}"
     for s in steps:
         secs = f"{s.seconds:.1f}s" if s.seconds is not None else ""
         yield f"  {s.step_id:<24} {s.status:<8} {secs:>8}  attempts={s.attempts}  {s.summary}"
