@@ -4,23 +4,30 @@ This module joins the pieces for one command: the site file, the state
 directory (journal, audit log, run folders, locks), the pipeline, and the
 observers. It knows nothing of click; it returns ``RunResult`` and raises
 ``BootstrapError``.
+
+It is also the one place that knows a run folder: how a run's own copy of its
+site file is loaded again (``load_run_site``, for resume and report), how a
+report is written again (``regenerate_report``), and what a journalled status
+means now (``RunView``: a run whose row says running but whose process is gone
+was interrupted).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import secrets
 import shutil
+import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bootstrap.audit import AuditLog
 from bootstrap.engine.context import RunScope
-from bootstrap.engine.journal import Journal, RunRow, StepRow
+from bootstrap.engine.journal import Journal, RunRow, RunStatus, StepRow
 from bootstrap.engine.lock import SiteLock
 from bootstrap.engine.runner import RunResult, execute, plan
 from bootstrap.engine.step import Pipeline
@@ -29,8 +36,12 @@ from bootstrap.events import EventBus, Observer
 from bootstrap.fsutil import private_dir, write_atomic
 from bootstrap.options import RunOptions
 from bootstrap.render.recorders import AuditRecorder, JournalRecorder
+from bootstrap.report import model, write
+from bootstrap.settings import Site
+from bootstrap.siteload import load_site_text
 
 SITE_COPY = "site.yaml"
+RESUMABLE: frozenset[RunStatus] = frozenset({"failed", "interrupted", "stopped"})
 
 
 def default_state_dir() -> Path:
@@ -71,7 +82,7 @@ class RunRequest:
 
     state: StateDir
     observers: list[Observer] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
     force_unlock: bool = False
     until: str | None = None
 
@@ -92,34 +103,35 @@ def _bus(req: RunRequest, journal: Journal, *, dry_run: bool = False) -> EventBu
 
 def start(
     pipeline: Pipeline,
-    site: Any,
-    site_text: str,
+    site: Site,
+    site_data: bytes,
     req: RunRequest,
-    site_path: Path | None = None,
+    site_dir: Path | None = None,
 ) -> RunResult:
-    """A new run of ``pipeline`` for ``site`` (its validated model and the exact text).
+    """A new run of ``pipeline`` for ``site`` (its validated model and the exact bytes).
 
-    ``site_path`` is where the text came from: relative paths in it are resolved
-    against its folder again when the run is resumed from the copy in the run folder.
+    The run folder keeps ``site_data`` as it was validated. ``site_dir`` is where
+    relative paths in it were resolved; a resume resolves them there again.
     """
     name = str(site.name)
-    if site_path is not None:
-        req.options.setdefault("site_dir", str(Path(site_path).resolve().parent))
+    options = req.options
+    if site_dir is not None and options.site_dir is None:
+        options = replace(options, site_dir=str(site_dir))
     run_id = new_run_id(name)
     journal = req.state.journal()
     lock = SiteLock(req.state.root, name)
     try:
         lock.acquire(run_id, force_unlock=req.force_unlock)
         run_dir = req.state.run_dir(run_id)
-        write_atomic(run_dir / SITE_COPY, site_text)
-        digest = hashlib.sha256(site_text.encode()).hexdigest()
-        journal.create_run(run_id, name, pipeline.name, pipeline.ids(), req.options, digest)
+        write_atomic(run_dir / SITE_COPY, site_data)
+        digest = hashlib.sha256(site_data).hexdigest()
+        journal.create_run(run_id, name, pipeline.name, pipeline.ids(), options.to_json(), digest)
         scope = RunScope(
             run_id=run_id,
             site=site,
             run_dir=run_dir,
             bus=_bus(req, journal),
-            options=RunOptions.from_json(dict(req.options)),
+            options=options,
             until=req.until,
         )
         return execute(pipeline, journal, scope)
@@ -128,21 +140,14 @@ def start(
         journal.close()
 
 
-def resume(
-    run_id: str,
-    pipelines: dict[str, Pipeline],
-    load_site_text: Callable[[str, str, Path], Any],
-    req: RunRequest,
-) -> RunResult:
-    """Continue ``run_id`` from its first unfinished step, with the site text it started with."""
+def resume(run_id: str, pipelines: dict[str, Pipeline], req: RunRequest) -> RunResult:
+    """Continue ``run_id`` from its first unfinished step, with the site file it started with.
+
+    The options it was started with stay; what ``req`` sets goes on top of them.
+    """
     journal = req.state.journal()
     try:
-        row = journal.run(run_id)
-        if row is None:
-            raise ConfigError(
-                f"no run {run_id} in {req.state.root}",
-                hint="list runs with `drboot status` (and check --state-dir)",
-            )
+        row = _known_run(journal, req.state, run_id)
         if row.status == "ok":
             raise ConfigError(
                 f"run {run_id} already finished ok; nothing to resume",
@@ -153,24 +158,19 @@ def resume(
             raise ConfigError(
                 f"run {run_id} used pipeline {row.pipeline!r}, unknown to this drboot"
             )
-        run_dir = req.state.run_dir(run_id)
-        site_path = run_dir / SITE_COPY
-        base = row.options.get("site_dir")
-        site = load_site_text(
-            site_path.read_text(), str(site_path), Path(base) if base else site_path.parent
-        )
+        journalled = _journalled_options(row)
+        site = _site_of(req.state, row, journalled)
+        options = journalled.overridden_by(req.options)
         lock = SiteLock(req.state.root, row.site)
         try:
             lock.acquire(run_id, force_unlock=req.force_unlock)
             journal.reopen_run(run_id, pipeline.ids())
-            options = dict(row.options)
-            options.update(req.options)
             scope = RunScope(
                 run_id=run_id,
                 site=site,
-                run_dir=run_dir,
+                run_dir=req.state.run_dir(run_id),
                 bus=_bus(req, journal),
-                options=RunOptions.from_json(options),
+                options=options,
                 until=req.until,
             )
             return execute(pipeline, journal, scope)
@@ -180,7 +180,88 @@ def resume(
         journal.close()
 
 
-def dry_run(pipeline: Pipeline, site: Any, req: RunRequest) -> RunResult:
+def load_run_site(state: StateDir, run_id: str) -> Site:
+    """The site of ``run_id``, from the copy in its run folder, as it was when the run started."""
+    journal = state.journal()
+    try:
+        row = _known_run(journal, state, run_id)
+    finally:
+        journal.close()
+    return _site_of(state, row, _journalled_options(row))
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """A report written again from the journal: its data and the files it went to."""
+
+    report: dict[str, Any]
+    files: list[Path]
+
+
+def regenerate_report(state: StateDir, run_id: str, directory: Path | None) -> WrittenReport:
+    """Write the report of ``run_id`` again, from the journal and the run's own site file.
+
+    It goes to ``directory``, else the site's ``report.directory``, else the run folder.
+    """
+    site = load_run_site(state, run_id)
+    from bootstrap.providers.plugin import plugin_for
+    from bootstrap.steps.finish import from_journal
+
+    standins = plugin_for(site, state.root).standins()
+    data = from_journal(state.journal_path, run_id, model.context_for(site, standins, time.time()))
+    target = directory or site.report.directory or state.run_dir(run_id)
+    try:
+        files = write.write(data, target, list(site.report.formats))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the report into {target}: {exc.strerror or type(exc).__name__}",
+            hint="choose a writable folder with --directory",
+        ) from None
+    return WrittenReport(data, files)
+
+
+def _known_run(journal: Journal, state: StateDir, run_id: str) -> RunRow:
+    row = journal.run(run_id)
+    if row is None:
+        raise ConfigError(
+            f"no run {run_id} in {state.root}",
+            hint="list runs with `drboot status` (and check --state-dir)",
+        )
+    return row
+
+
+def _journalled_options(row: RunRow) -> RunOptions:
+    try:
+        return RunOptions.from_json(row.options)
+    except ValueError as exc:
+        raise ConfigError(
+            f"run {row.id} was journalled by another drboot version and cannot be resumed ({exc})",
+            hint="start a new run with `drboot restore SITE`",
+        ) from None
+
+
+def _site_of(state: StateDir, row: RunRow, options: RunOptions) -> Site:
+    """Load the run folder's copy of the site file, resolving paths where the original was."""
+    path = state.run_dir(row.id) / SITE_COPY
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"run {row.id} has no copy of its site file",
+            path=str(path),
+            hint="the run folder was removed; start a new run with `drboot restore SITE`",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read the run's copy of its site file ({exc})",
+            path=str(path),
+            hint="start a new run with `drboot restore SITE`",
+        ) from None
+    base = Path(options.site_dir) if options.site_dir else path.parent
+    return load_site_text(text, str(path), base_dir=base)
+
+
+def dry_run(pipeline: Pipeline, site: Site, req: RunRequest) -> RunResult:
     """``drboot plan``: observe only; no journal rows, no lock, no audit records."""
     run_id = f"plan-{new_run_id(str(site.name))}"
     journal = req.state.journal()
@@ -191,7 +272,7 @@ def dry_run(pipeline: Pipeline, site: Any, req: RunRequest) -> RunResult:
             site=site,
             run_dir=run_dir,
             bus=_bus(req, journal, dry_run=True),
-            options=RunOptions.from_json(dict(req.options)),
+            options=req.options,
         )
         return plan(pipeline, scope)
     finally:
@@ -199,16 +280,105 @@ def dry_run(pipeline: Pipeline, site: Any, req: RunRequest) -> RunResult:
         shutil.rmtree(run_dir, ignore_errors=True)  # a plan leaves nothing behind
 
 
-def status(state: StateDir, run_id: str | None) -> tuple[list[RunRow], list[StepRow]]:
+@dataclass(frozen=True)
+class RunView:
+    """A journalled run as it stands now.
+
+    The journal says ``running`` until the run's process records its end; a
+    process killed with SIGKILL (or a lost machine) never does. ``status`` is
+    ``interrupted`` for such a run, and ``process_gone`` says why.
+    """
+
+    row: RunRow
+    status: RunStatus
+    process_gone: bool = False
+
+    @property
+    def next_command(self) -> str | None:
+        """What the operator can do about this run, if anything."""
+        return f"drboot resume {self.row.id}" if self.status in RESUMABLE else None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(
+            asdict(self.row),
+            status=self.status,
+            journal_status=self.row.status,
+            process_gone=self.process_gone,
+            next=self.next_command,
+        )
+
+
+def view(state: StateDir, row: RunRow) -> RunView:
+    """The run of ``row`` as it stands now (see ``effective_status``)."""
+    gone = row.status == "running" and _process_gone(state, row)
+    return RunView(row, "interrupted" if gone else row.status, gone)
+
+
+def effective_status(state: StateDir, row: RunRow) -> RunStatus:
+    """The journalled status, except that a running run whose process is gone is interrupted."""
+    return view(state, row).status
+
+
+def _process_gone(state: StateDir, row: RunRow) -> bool:
+    """Is the process of a run the journal says is running gone?
+
+    Decided by the site lock, which a run holds (flock) for the whole life of
+    its process and the kernel drops when the process dies. When the lock file
+    cannot tell (missing, or last written by another run), the journalled pid
+    decides, on this host only.
+    """
+    lock = SiteLock(state.root, row.site)
+    holder = lock.holder()
+    holder_run = holder.get("run_id")
+    held = _lock_held(lock.path)
+    if held is True:
+        # One run per site: a lock a live process holds for another run means this one is gone.
+        return holder_run is not None and holder_run != row.id
+    if held is False and holder_run in (None, row.id):
+        return True
+    host = holder.get("host")
+    if row.pid is None or (host is not None and host != socket.gethostname()):
+        return False
+    return not _pid_alive(row.pid)
+
+
+def _lock_held(path: Path) -> bool | None:
+    """Does a live process hold the lock file? ``None`` when it cannot be probed.
+
+    The probe takes a shared flock without waiting and drops it at once.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing drops the probe's own lock, if it got one
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def status(state: StateDir, run_id: str | None) -> tuple[list[RunView], list[StepRow]]:
+    """Every run (newest first), or one run and its steps."""
     journal = state.journal()
     try:
         if run_id is None:
-            return journal.runs(), []
-        row = journal.run(run_id)
-        if row is None:
-            raise ConfigError(
-                f"no run {run_id} in {state.root}", hint="list runs with `drboot status`"
-            )
-        return [row], journal.steps(run_id)
+            return [view(state, r) for r in journal.runs()], []
+        row = _known_run(journal, state, run_id)
+        return [view(state, row)], journal.steps(run_id)
     finally:
         journal.close()

@@ -1,23 +1,24 @@
-"""`drboot escrow …`: back up, verify and check the recovery kit (commands only; logic in
-``bootstrap.escrow.service``)."""
+"""`drboot escrow …`: back up, verify and check the recovery kit.
+
+Commands only: the logic is in ``bootstrap.escrow.service``; the Kubernetes client
+is imported when a command needs it, never at startup.
+"""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from bootstrap.cli import (
-    _deps,
-    _load,
-    _state,
-    cli,
-    output_option,
-)
+from bootstrap.cli.app import deps_of, output_option
+from bootstrap.cli.output import Line, warning
+from bootstrap.cli.sitearg import read_site, site_argument
+
+_FILE = click.Path(path_type=Path, dir_okay=False, exists=True)
 
 
-@cli.group()
+@click.group()
 def escrow() -> None:
     """The recovery kit: Sealed Secrets keys, k3s token, deploy key (age or Shamir)."""
 
@@ -27,26 +28,26 @@ def _read_opt(path: Path | None) -> str | None:
 
 
 @escrow.command("backup")
-@click.argument("site", type=click.Path(path_type=Path, dir_okay=False))
+@site_argument
 @click.option(
     "--kubeconfig",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=_FILE,
     required=True,
     help="A kubeconfig of the running cluster whose keys are escrowed.",
 )
 @click.option(
     "--k3s-token-file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=_FILE,
     help="The cluster token (k3s server: /var/lib/rancher/k3s/server/token).",
 )
 @click.option(
     "--deploy-key-file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=_FILE,
     help="The config repo's SSH deploy key (private key file).",
 )
 @click.option(
     "--known-hosts-file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=_FILE,
     help="known_hosts for the git host.",
 )
 @output_option
@@ -64,8 +65,8 @@ def escrow_backup(
     from bootstrap.adapters.kube import KubeClient
     from bootstrap.escrow.service import backup
 
-    deps = _deps(ctx, output)
-    model, _ = _load(site)
+    deps = deps_of(ctx, output)
+    model = read_site(site).site
     token = _read_opt(k3s_token_file)
     with KubeClient.from_kubeconfig(kubeconfig) as kube:
         result = backup(
@@ -75,7 +76,7 @@ def escrow_backup(
             deploy_key=_read_opt(deploy_key_file),
             known_hosts=_read_opt(known_hosts_file),
         )
-    _state(deps).audit.append(
+    deps.state().audit.append(
         "escrow.backup",
         None,
         {
@@ -84,42 +85,42 @@ def escrow_backup(
             "fingerprints": [k["fingerprint"] for k in result.keys],
         },
     )
-    if deps.output == "json":
-        click.echo(json.dumps(result.__dict__))
-        return
-    click.echo(f"escrow {result.path}: {len(result.keys)} key(s), {len(result.added)} new")
-    for k in result.keys:
-        new = " (new)" if k["fingerprint"] in result.added else ""
-        click.echo(f"  {k['fingerprint']}  {k['label']:<11} notBefore {k['not_before']}{new}")
+
+    def lines() -> Iterator[Line]:
+        yield f"escrow {result.path}: {len(result.keys)} key(s), {len(result.added)} new"
+        for k in result.keys:
+            new = " (new)" if k["fingerprint"] in result.added else ""
+            yield f"  {k['fingerprint']}  {k['label']:<11} notBefore {k['not_before']}{new}"
+
+    deps.out().show(result.__dict__, lines)
 
 
 @escrow.command("verify")
-@click.argument("site", type=click.Path(path_type=Path, dir_okay=False))
+@site_argument
 @output_option
 @click.pass_context
 def escrow_verify(ctx: click.Context, site: Path, output: str | None) -> None:
     """Decrypt, in memory, every SealedSecret of the config repo with the escrowed keys."""
     from bootstrap.escrow.service import check_repo, open_kit
 
-    deps = _deps(ctx, output)
-    model, _ = _load(site)
-    kit = open_kit(model)
-    check = check_repo(model, kit)
-    if deps.output == "json":
-        click.echo(json.dumps(dict(check.to_dict(), ok=True)))
-        return
-    click.echo(f"{check.url}@{check.commit[:12]}:{check.path}: {check.report.summary()}")
-    for fp, n in sorted(check.report.key_usage.items()):
-        click.echo(f"  key {fp}: opened {n}")
-    for w in check.warnings:
-        click.echo(click.style(f"  warning: {w}", fg="yellow"))
+    deps = deps_of(ctx, output)
+    model = read_site(site).site
+    check = check_repo(model, open_kit(model))
+
+    def lines() -> Iterator[Line]:
+        yield f"{check.url}@{check.commit[:12]}:{check.path}: {check.report.summary()}"
+        for fp, n in sorted(check.report.key_usage.items()):
+            yield f"  key {fp}: opened {n}"
+        yield from (warning(f"  warning: {w}") for w in check.warnings)
+
+    deps.out().show(dict(check.to_dict(), ok=True), lines)
 
 
 @escrow.command("status")
-@click.argument("site", type=click.Path(path_type=Path, dir_okay=False))
+@site_argument
 @click.option(
     "--kubeconfig",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=_FILE,
     help="Also compare with the keys in this running cluster.",
 )
 @output_option
@@ -130,8 +131,8 @@ def escrow_status(
     """Is the escrow fresh? Warns past the key renewal period or when the cluster has newer keys."""
     from bootstrap.escrow.service import status as escrow_state
 
-    deps = _deps(ctx, output)
-    model, _ = _load(site)
+    deps = deps_of(ctx, output)
+    model = read_site(site).site
     if kubeconfig is not None:
         from bootstrap.adapters.kube import KubeClient
 
@@ -139,14 +140,17 @@ def escrow_status(
             st = escrow_state(model, kube)
     else:
         st = escrow_state(model)
-    if deps.output == "json":
-        click.echo(json.dumps(dict(st.__dict__, ok=st.ok)))
-        return
-    click.echo(
-        f"escrow of {model.name}: written {st.created_at} ({st.age_days} days ago), "
-        f"{len(st.keys)} key(s)"
-    )
-    for k in st.keys:
-        click.echo(f"  {k['fingerprint']}  {k['label']:<11} notBefore {k['not_before']}")
-    for w in st.warnings:
-        click.echo(click.style(f"warning: {w}", fg="yellow"))
+
+    def lines() -> Iterator[Line]:
+        yield (
+            f"escrow of {model.name}: written {st.created_at} ({st.age_days} days ago), "
+            f"{len(st.keys)} key(s)"
+        )
+        for k in st.keys:
+            yield f"  {k['fingerprint']}  {k['label']:<11} notBefore {k['not_before']}"
+        yield from (warning(f"warning: {w}") for w in st.warnings)
+
+    deps.out().show(dict(st.__dict__, ok=st.ok), lines)
+
+
+COMMANDS: list[click.Command] = [escrow]
