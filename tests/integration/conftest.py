@@ -4,6 +4,5 @@ from tests.integration.conftest_apiserver import (  # noqa: F401
     apiserver,
     kube_bin_dir,
     namespace,
-    upstream_dir,
 )
 from tests.integration.conftest_lab import lab, lab_hosts, lab_ssh  # noqa: F401

@@ -10,8 +10,8 @@ Fixtures:
   apiserver     (session)  a running control plane: ``.kubeconfig``, ``.client`` (KubeClient),
                            ``.control_plane``.
   namespace     (function) a fresh namespace, deleted (not waited for) afterwards.
-  upstream_dir  (session)  the pinned upstream manifests: ``<repo>/../shared/upstream``, or
-                           ``$DRBOOT_UPSTREAM_DIR``.
+
+Real CRD schemas come from the manifests drboot ships: ``tests/shipped.py``.
 """
 
 from __future__ import annotations
@@ -74,14 +74,6 @@ def kube_bin_dir() -> Path:
         if not (bin_dir / name).is_file():
             _unavailable(f"{bin_dir / name} is missing")
     return bin_dir
-
-
-@pytest.fixture(scope="session")
-def upstream_dir() -> Path:
-    path = Path(os.environ.get("DRBOOT_UPSTREAM_DIR") or REPO_ROOT.parent / "shared" / "upstream")
-    if not (path / "SOURCES.md").is_file():
-        pytest.fail(f"pinned upstream manifests not found at {path} (set DRBOOT_UPSTREAM_DIR)")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The kube adapter against a real Kubernetes 1.20 API server and the pinned upstream CRDs.
+"""The kube adapter against a real Kubernetes 1.20 API server and the CRDs drboot ships.
 
 Each 1.20 quirk the adapter works around is first shown to be real with a raw request that
 bypasses the adapter (stdlib HTTPS as the admin), then shown to be handled by the adapter.
@@ -29,20 +29,13 @@ from bootstrap.adapters.kube import (
 )
 from bootstrap.errors import PermanentError, TransientError
 from bootstrap.lab.controlplane import free_port, kubeconfig_text
+from tests import shipped
 
 if TYPE_CHECKING:
     from tests.integration.conftest_apiserver import ApiServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.apiserver]
 
-CRD_FILES = [
-    "argo-cd/manifests/crds/application-crd.yaml",
-    "argo-cd/manifests/crds/appproject-crd.yaml",
-    "argo-cd/manifests/crds/applicationset-crd.yaml",
-    "sealed-secrets/helm/sealed-secrets/crds/bitnami.com_sealedsecrets.yaml",
-    "flux/source-controller/config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml",
-    "flux/kustomize-controller/config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
-]
 DEST = {"server": "https://kubernetes.default.svc", "namespace": "default"}
 CONDITION = {
     "type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored by a test",
@@ -116,10 +109,10 @@ def raw(api: ApiServer, method: str, path: str, body: Any, content_type: str) ->
 
 
 @pytest.fixture(scope="session")
-def crds(apiserver: ApiServer, upstream_dir: Path) -> list[dict[str, Any]]:
-    """Every pinned upstream CRD, applied once through the adapter (SSA)."""
-    docs = [d for f in CRD_FILES for d in load_manifest(upstream_dir / f)]
-    return apiserver.client.apply_manifest(docs)
+def crds(apiserver: ApiServer) -> list[dict[str, Any]]:
+    """Every CRD the tests use (from the shipped manifests), applied once through the adapter
+    (SSA)."""
+    return apiserver.client.apply_manifest(shipped.crds())
 
 
 def cm(name: str, ns: str, **data: str) -> dict[str, Any]:
@@ -298,13 +291,8 @@ def test_deployment_container_ports_without_protocol_apply(
     assert out["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] == "TCP"
 
 
-def test_flux_crd_cel_rules_are_refused_raw_but_apply(
-    apiserver: ApiServer, upstream_dir: Path
-) -> None:
-    (crd,) = load_manifest(
-        upstream_dir / "flux/source-controller/config/crd/bases/"
-        "source.toolkit.fluxcd.io_gitrepositories.yaml"
-    )
+def test_flux_crd_cel_rules_are_refused_raw_but_apply(apiserver: ApiServer) -> None:
+    crd = shipped.crd("gitrepositories.source.toolkit.fluxcd.io")
     assert "x-kubernetes-validations" in json.dumps(crd)
     name = crd["metadata"]["name"]
     status, text = raw(
@@ -319,9 +307,9 @@ def test_flux_crd_cel_rules_are_refused_raw_but_apply(
 
 
 def test_applicationset_crd_is_too_big_for_client_side_apply_but_applies(
-    apiserver: ApiServer, upstream_dir: Path, namespace: str
+    apiserver: ApiServer, namespace: str
 ) -> None:
-    (crd,) = load_manifest(upstream_dir / "argo-cd/manifests/crds/applicationset-crd.yaml")
+    crd = shipped.crd("applicationsets.argoproj.io")
     last_applied = json.dumps(crd, separators=(",", ":"))
     assert len(last_applied) > 262144
     # What `kubectl apply` (client-side) would need: the whole object as an annotation.
@@ -434,13 +422,11 @@ def test_schema_violations_are_422(
         apiserver.client.apply(obj)
 
 
-# -- whole upstream install manifests -----------------------------------------------------------
+# -- whole shipped install manifests ------------------------------------------------------------
 
 
-def test_apply_manifest_argocd_install(
-    apiserver: ApiServer, upstream_dir: Path, namespace: str
-) -> None:
-    docs = load_manifest(upstream_dir / "argo-cd/manifests/install.yaml")
+def test_apply_manifest_argocd_install(apiserver: ApiServer, namespace: str) -> None:
+    docs = shipped.docs("argo-cd/install.yaml")
     assert len(docs) == 59
     t0 = time.monotonic()
     out = apiserver.client.apply_manifest(docs, namespace=namespace)
@@ -461,17 +447,14 @@ def test_apply_manifest_argocd_install(
     assert sum(1 for g in after.values() if g) >= 10
 
 
-def test_apply_manifest_needs_a_namespace_for_namespaced_objects(
-    apiserver: ApiServer, upstream_dir: Path
-) -> None:
-    docs = [d for d in load_manifest(upstream_dir / "argo-cd/manifests/install.yaml")
-            if d["kind"] == "ServiceAccount"][:1]  # fmt: skip
+def test_apply_manifest_needs_a_namespace_for_namespaced_objects(apiserver: ApiServer) -> None:
+    docs = [d for d in shipped.docs("argo-cd/install.yaml") if d["kind"] == "ServiceAccount"][:1]
     with pytest.raises(PermanentError, match="no namespace"):
         apiserver.client.apply_manifest(docs)
 
 
-def test_apply_manifest_flux_install(apiserver: ApiServer, upstream_dir: Path) -> None:
-    docs = load_manifest(upstream_dir / "flux/assembled/install.yaml")
+def test_apply_manifest_flux_install(apiserver: ApiServer) -> None:
+    docs = load_manifest(shipped.MANIFESTS / "flux" / "install.yaml")  # as the restore loads it
     kinds = [d["kind"] for d in docs]
     assert kinds[0] == "Namespace"
     out = apiserver.client.apply_manifest(docs)

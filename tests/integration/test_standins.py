@@ -25,6 +25,7 @@ from bootstrap import sealing
 from bootstrap.adapters.kube import KubeClient, load_manifest
 from bootstrap.lab.standins import StandinSet
 from bootstrap.lab.standins.common import condition
+from tests import shipped
 from tests.integration.conftest_apiserver import ApiServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.apiserver, pytest.mark.timeout(180)]
@@ -75,20 +76,18 @@ def workload(
 
 
 @pytest.fixture(scope="module")
-def crds(apiserver: ApiServer, upstream_dir: Path) -> KubeClient:
+def crds(apiserver: ApiServer) -> KubeClient:
+    """The CRDs the stand-ins serve, from the manifests drboot ships."""
     kube = apiserver.client
-    files = [
-        upstream_dir / "sealed-secrets/helm/sealed-secrets/crds/bitnami.com_sealedsecrets.yaml",
-        upstream_dir / "argo-cd/manifests/crds/application-crd.yaml",
-        upstream_dir / "argo-cd/manifests/crds/appproject-crd.yaml",
-        upstream_dir
-        / "flux/source-controller/config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml",
-        upstream_dir
-        / "flux/kustomize-controller/config/crd/bases"
-        / "kustomize.toolkit.fluxcd.io_kustomizations.yaml",
-    ]
-    for f in files:
-        kube.apply_manifest(load_manifest(f))
+    kube.apply_manifest(
+        shipped.crds(
+            "sealedsecrets.bitnami.com",
+            "applications.argoproj.io",
+            "appprojects.argoproj.io",
+            "gitrepositories.source.toolkit.fluxcd.io",
+            "kustomizations.kustomize.toolkit.fluxcd.io",
+        )
+    )
     return kube
 
 
