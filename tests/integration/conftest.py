@@ -4,6 +4,6 @@ from tests.integration.conftest_apiserver import (  # noqa: F401
     apiserver,
     kube_bin_dir,
     namespace,
-    upstream_dir,
+    netns_http_server,
 )
 from tests.integration.conftest_lab import lab, lab_hosts, lab_ssh  # noqa: F401

@@ -10,8 +10,8 @@ Fixtures:
   apiserver     (session)  a running control plane: ``.kubeconfig``, ``.client`` (KubeClient),
                            ``.control_plane``.
   namespace     (function) a fresh namespace, deleted (not waited for) afterwards.
-  upstream_dir  (session)  the pinned upstream manifests: ``<repo>/../shared/upstream``, or
-                           ``$DRBOOT_UPSTREAM_DIR``.
+
+Real CRD schemas come from the manifests drboot ships: ``tests/shipped.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,14 +80,6 @@ def kube_bin_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def upstream_dir() -> Path:
-    path = Path(os.environ.get("DRBOOT_UPSTREAM_DIR") or REPO_ROOT.parent / "shared" / "upstream")
-    if not (path / "SOURCES.md").is_file():
-        pytest.fail(f"pinned upstream manifests not found at {path} (set DRBOOT_UPSTREAM_DIR)")
-    return path
-
-
-@pytest.fixture(scope="session")
 def apiserver(kube_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     cp = ControlPlane(tmp_path_factory.mktemp("apiserver"), kube_bin_dir)
     kubeconfig = cp.start()
@@ -105,3 +100,62 @@ def namespace(apiserver: ApiServer, request: pytest.FixtureRequest) -> Iterator[
     apiserver.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
     apiserver.client.delete("v1", "Namespace", name)
+
+
+NetnsHttp = tuple[str, int, bytes, Path]
+
+
+@pytest.fixture
+def netns_http_server(tmp_path: Path) -> Iterator[NetnsHttp]:
+    """An HTTP server in a network namespace this test creates, on a 10.200.254.x/30 veth link
+    (the API server refuses loopback endpoints, and tests may only use loopback or 10.200/16).
+    Serves ``/v1/cert.pem`` like the Sealed Secrets controller. Yields (ip, port, body, the
+    served file: rewrite it to change what the server answers)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 for a network namespace")
+    route = subprocess.run(["ip", "route", "show", "table", "all", "type", "blackhole"],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    if "10.200.0.0/16" not in route:
+        pytest.skip("10.200.0.0/16 is not blackholed on this machine")
+    tag = os.getpid() % 10000
+    base = 4 * (os.getpid() % 60)
+    host_ip, ns_ip = f"10.200.254.{base + 1}", f"10.200.254.{base + 2}"
+    ns, host_if, ns_if = f"drboot-kp{tag}", f"dkp{tag}h", f"dkp{tag}n"
+    body = b"-----BEGIN CERTIFICATE-----\nnot-a-real-cert\n-----END CERTIFICATE-----\n"
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "cert.pem").write_bytes(body)
+    port = 8080
+
+    def sh(*cmd: str) -> None:
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    sh("ip", "netns", "add", ns)
+    server = None
+    try:
+        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if, "netns", ns)
+        sh("ip", "addr", "add", f"{host_ip}/30", "dev", host_if)
+        sh("ip", "link", "set", host_if, "up")
+        sh("ip", "-n", ns, "addr", "add", f"{ns_ip}/30", "dev", ns_if)
+        sh("ip", "-n", ns, "link", "set", ns_if, "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", "--bind", ns_ip,
+             "--directory", str(tmp_path), str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            probe = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
+                                    f"import socket; socket.create_connection(('{ns_ip}', {port}),"
+                                    " 1).close()"], capture_output=True)  # fmt: skip
+            if probe.returncode == 0:
+                break
+            assert time.monotonic() < deadline, "http server in the netns did not start"
+            time.sleep(0.2)
+        yield ns_ip, port, body, tmp_path / "v1" / "cert.pem"
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        subprocess.run(["ip", "link", "del", host_if], check=False, capture_output=True)

@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,10 +60,11 @@ class LabSite:
                               env=self.env, cwd=REPO, capture_output=True, text=True,
                               timeout=timeout)
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "bootstrap.cli", "-o", "json", *args],
-                                env=self.env, cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+    def start(self, *args: str) -> LiveRun:
+        return LiveRun(subprocess.Popen(
+            [sys.executable, "-m", "bootstrap.cli", "-o", "json", *args],
+            env=self.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))  # fmt: skip
 
     def lab(self) -> Lab:
         return Lab.attach(self.root / "lab")
@@ -91,20 +94,80 @@ def step_events(proc: subprocess.CompletedProcess[str], step: str) -> list[dict[
     return [e for e in events(proc) if e.get("step") == step]
 
 
-def wait_for_event(proc: subprocess.Popen[str], pred: Callable[[dict[str, Any]], bool]
-                   ) -> tuple[str, list[str]]:
-    """Read JSON events until ``pred`` holds; returns (run_id, lines read)."""
-    assert proc.stdout is not None
-    lines: list[str] = []
-    rid = ""
-    for line in proc.stdout:
-        lines.append(line)
-        ev = json.loads(line)
-        if ev.get("kind") == "run.started":
-            rid = ev["run_id"]
-        if pred(ev):
-            return rid, lines
-    raise AssertionError("process ended first: " + "".join(lines[-20:]))
+class LiveRun:
+    """A `drboot -o json` process still running: a test waits for the event it needs (say, a
+    task of the step it is about to fault) before acting, and still gets every line at the end.
+
+    Reader threads drain stdout and stderr as they come (neither pipe can fill up and stall
+    drboot), so waiting has a real deadline.
+    """
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._seen = 0  # events before this index were already matched or passed over
+        self._cond = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._drain, args=(proc.stdout, self._out), daemon=True),
+            threading.Thread(target=self._drain, args=(proc.stderr, self._err), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    def _drain(self, pipe: Any, into: list[str]) -> None:
+        for line in pipe:
+            with self._cond:
+                into.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _events_from(self, start: int) -> list[tuple[int, dict[str, Any]]]:
+        out = []
+        for i, line in enumerate(self._out[start:], start):
+            try:
+                out.append((i, json.loads(line)))
+            except ValueError:
+                continue
+        return out
+
+    def wait_for(self, pred: Callable[[dict[str, Any]], bool], *, timeout: float = 600,
+                 what: str = "the event") -> dict[str, Any]:
+        """The first event after the last one waited for that satisfies ``pred``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for i, ev in self._events_from(self._seen):
+                    if pred(ev):
+                        self._seen = i + 1
+                        return ev
+                self._seen = len(self._out)
+                tail = "".join(self._out[-20:] + self._err[-20:])
+                if self.proc.poll() is not None and not self._readers[0].is_alive():
+                    raise AssertionError(
+                        f"drboot ended (rc {self.proc.returncode}) before {what}: {tail}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {what} within {timeout:g}s: {tail}")
+                self._cond.wait(min(left, 1.0))  # woken by every new line
+
+    @property
+    def run_id(self) -> str:
+        with self._cond:
+            for _, ev in self._events_from(0):
+                if ev.get("kind") == "run.started":
+                    return str(ev["run_id"])
+        raise AssertionError("no run.started event yet")
+
+    def finish(self, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Wait for drboot to exit; every line it wrote, as ``drboot()`` returns them."""
+        rc = self.proc.wait(timeout)
+        for t in self._readers:
+            t.join(30)
+        with self._cond:
+            return subprocess.CompletedProcess(self.proc.args, rc, "".join(self._out),
+                                               "".join(self._err))
 
 
 def make_site(tmp: Path, name: str, *, servers: int = 1, disk: str = "fast",

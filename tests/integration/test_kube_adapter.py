@@ -1,4 +1,4 @@
-"""The kube adapter against a real Kubernetes 1.20 API server and the pinned upstream CRDs.
+"""The kube adapter against a real Kubernetes 1.20 API server and the CRDs drboot ships.
 
 Each 1.20 quirk the adapter works around is first shown to be real with a raw request that
 bypasses the adapter (stdlib HTTPS as the admin), then shown to be handled by the adapter.
@@ -7,12 +7,7 @@ bypasses the adapter (stdlib HTTPS as the admin), then shown to be handled by th
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,20 +24,13 @@ from bootstrap.adapters.kube import (
 )
 from bootstrap.errors import PermanentError, TransientError
 from bootstrap.lab.controlplane import free_port, kubeconfig_text
+from tests import shipped
 
 if TYPE_CHECKING:
-    from tests.integration.conftest_apiserver import ApiServer
+    from tests.integration.conftest_apiserver import ApiServer, NetnsHttp
 
 pytestmark = [pytest.mark.integration, pytest.mark.apiserver]
 
-CRD_FILES = [
-    "argo-cd/manifests/crds/application-crd.yaml",
-    "argo-cd/manifests/crds/appproject-crd.yaml",
-    "argo-cd/manifests/crds/applicationset-crd.yaml",
-    "sealed-secrets/helm/sealed-secrets/crds/bitnami.com_sealedsecrets.yaml",
-    "flux/source-controller/config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml",
-    "flux/kustomize-controller/config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
-]
 DEST = {"server": "https://kubernetes.default.svc", "namespace": "default"}
 CONDITION = {
     "type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored by a test",
@@ -116,10 +104,10 @@ def raw(api: ApiServer, method: str, path: str, body: Any, content_type: str) ->
 
 
 @pytest.fixture(scope="session")
-def crds(apiserver: ApiServer, upstream_dir: Path) -> list[dict[str, Any]]:
-    """Every pinned upstream CRD, applied once through the adapter (SSA)."""
-    docs = [d for f in CRD_FILES for d in load_manifest(upstream_dir / f)]
-    return apiserver.client.apply_manifest(docs)
+def crds(apiserver: ApiServer) -> list[dict[str, Any]]:
+    """Every CRD the tests use (from the shipped manifests), applied once through the adapter
+    (SSA)."""
+    return apiserver.client.apply_manifest(shipped.crds())
 
 
 def cm(name: str, ns: str, **data: str) -> dict[str, Any]:
@@ -298,13 +286,8 @@ def test_deployment_container_ports_without_protocol_apply(
     assert out["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] == "TCP"
 
 
-def test_flux_crd_cel_rules_are_refused_raw_but_apply(
-    apiserver: ApiServer, upstream_dir: Path
-) -> None:
-    (crd,) = load_manifest(
-        upstream_dir / "flux/source-controller/config/crd/bases/"
-        "source.toolkit.fluxcd.io_gitrepositories.yaml"
-    )
+def test_flux_crd_cel_rules_are_refused_raw_but_apply(apiserver: ApiServer) -> None:
+    crd = shipped.crd("gitrepositories.source.toolkit.fluxcd.io")
     assert "x-kubernetes-validations" in json.dumps(crd)
     name = crd["metadata"]["name"]
     status, text = raw(
@@ -319,9 +302,9 @@ def test_flux_crd_cel_rules_are_refused_raw_but_apply(
 
 
 def test_applicationset_crd_is_too_big_for_client_side_apply_but_applies(
-    apiserver: ApiServer, upstream_dir: Path, namespace: str
+    apiserver: ApiServer, namespace: str
 ) -> None:
-    (crd,) = load_manifest(upstream_dir / "argo-cd/manifests/crds/applicationset-crd.yaml")
+    crd = shipped.crd("applicationsets.argoproj.io")
     last_applied = json.dumps(crd, separators=(",", ":"))
     assert len(last_applied) > 262144
     # What `kubectl apply` (client-side) would need: the whole object as an annotation.
@@ -434,13 +417,11 @@ def test_schema_violations_are_422(
         apiserver.client.apply(obj)
 
 
-# -- whole upstream install manifests -----------------------------------------------------------
+# -- whole shipped install manifests ------------------------------------------------------------
 
 
-def test_apply_manifest_argocd_install(
-    apiserver: ApiServer, upstream_dir: Path, namespace: str
-) -> None:
-    docs = load_manifest(upstream_dir / "argo-cd/manifests/install.yaml")
+def test_apply_manifest_argocd_install(apiserver: ApiServer, namespace: str) -> None:
+    docs = shipped.docs("argo-cd/install.yaml")
     assert len(docs) == 59
     t0 = time.monotonic()
     out = apiserver.client.apply_manifest(docs, namespace=namespace)
@@ -461,17 +442,14 @@ def test_apply_manifest_argocd_install(
     assert sum(1 for g in after.values() if g) >= 10
 
 
-def test_apply_manifest_needs_a_namespace_for_namespaced_objects(
-    apiserver: ApiServer, upstream_dir: Path
-) -> None:
-    docs = [d for d in load_manifest(upstream_dir / "argo-cd/manifests/install.yaml")
-            if d["kind"] == "ServiceAccount"][:1]  # fmt: skip
+def test_apply_manifest_needs_a_namespace_for_namespaced_objects(apiserver: ApiServer) -> None:
+    docs = [d for d in shipped.docs("argo-cd/install.yaml") if d["kind"] == "ServiceAccount"][:1]
     with pytest.raises(PermanentError, match="no namespace"):
         apiserver.client.apply_manifest(docs)
 
 
-def test_apply_manifest_flux_install(apiserver: ApiServer, upstream_dir: Path) -> None:
-    docs = load_manifest(upstream_dir / "flux/assembled/install.yaml")
+def test_apply_manifest_flux_install(apiserver: ApiServer) -> None:
+    docs = load_manifest(shipped.MANIFESTS / "flux" / "install.yaml")  # as the restore loads it
     kinds = [d["kind"] for d in docs]
     assert kinds[0] == "Namespace"
     out = apiserver.client.apply_manifest(docs)
@@ -489,65 +467,10 @@ def test_apply_manifest_flux_install(apiserver: ApiServer, upstream_dir: Path) -
 # -- service proxy ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def netns_http_server(tmp_path: Path) -> Iterator[tuple[str, int, bytes]]:
-    """An HTTP server in a network namespace this test creates, on a 10.200.254.x/30 veth link
-    (the API server refuses loopback endpoints, and tests may only use loopback or 10.200/16).
-    Serves ``/v1/cert.pem`` like the Sealed Secrets controller. Yields (ip, port, body)."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2 for a network namespace")
-    route = subprocess.run(["ip", "route", "show", "table", "all", "type", "blackhole"],
-                           capture_output=True, text=True, check=True).stdout  # fmt: skip
-    if "10.200.0.0/16" not in route:
-        pytest.skip("10.200.0.0/16 is not blackholed on this machine")
-    tag = os.getpid() % 10000
-    base = 4 * (os.getpid() % 60)
-    host_ip, ns_ip = f"10.200.254.{base + 1}", f"10.200.254.{base + 2}"
-    ns, host_if, ns_if = f"drboot-kp{tag}", f"dkp{tag}h", f"dkp{tag}n"
-    body = b"-----BEGIN CERTIFICATE-----\nnot-a-real-cert\n-----END CERTIFICATE-----\n"
-    (tmp_path / "v1").mkdir()
-    (tmp_path / "v1" / "cert.pem").write_bytes(body)
-    port = 8080
-
-    def sh(*cmd: str) -> None:
-        subprocess.run(cmd, check=True, capture_output=True)
-
-    sh("ip", "netns", "add", ns)
-    server = None
-    try:
-        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if, "netns", ns)
-        sh("ip", "addr", "add", f"{host_ip}/30", "dev", host_if)
-        sh("ip", "link", "set", host_if, "up")
-        sh("ip", "-n", ns, "addr", "add", f"{ns_ip}/30", "dev", ns_if)
-        sh("ip", "-n", ns, "link", "set", ns_if, "up")
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", "--bind", ns_ip,
-             "--directory", str(tmp_path), str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            probe = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
-                                    f"import socket; socket.create_connection(('{ns_ip}', {port}),"
-                                    " 1).close()"], capture_output=True)  # fmt: skip
-            if probe.returncode == 0:
-                break
-            assert time.monotonic() < deadline, "http server in the netns did not start"
-            time.sleep(0.2)
-        yield ns_ip, port, body
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(10)
-        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
-        subprocess.run(["ip", "link", "del", host_if], check=False, capture_output=True)
-
-
 def test_proxy_get_reaches_a_service_through_the_api_server(
-    apiserver: ApiServer, namespace: str, netns_http_server: tuple[str, int, bytes]
+    apiserver: ApiServer, namespace: str, netns_http_server: NetnsHttp
 ) -> None:
-    ip, port, body = netns_http_server
+    ip, port, body, _ = netns_http_server
     k = apiserver.client
     # 1.20's service proxy only follows endpoint addresses that point at a Pod with that IP.
     # There is no kubelet, so the Pod's status is written here, as a kubelet would.

@@ -31,7 +31,7 @@ from bootstrap.steps.kubernetes import wait_nodes_ready
 from tests.stepkit import step_context
 
 if TYPE_CHECKING:
-    from tests.integration.conftest_apiserver import ApiServer
+    from tests.integration.conftest_apiserver import ApiServer, NetnsHttp
 
 pytestmark = [pytest.mark.integration, pytest.mark.apiserver]
 
@@ -107,7 +107,7 @@ def test_verify_sealing_key_reads_the_certificate_through_the_service_proxy(
     tmp_path: Path,
     apiserver: ApiServer,
     namespace: str,
-    netns_http_server: tuple[str, int, bytes, Path],
+    netns_http_server: NetnsHttp,
 ) -> None:
     ip, port, _, served = netns_http_server
     private, cert = sealing.generate_key(2048)

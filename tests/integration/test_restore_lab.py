@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,15 +24,17 @@ import yaml
 from bootstrap import sealing
 from bootstrap.adapters.kube import KubeClient
 from bootstrap.escrow import age_file
+from bootstrap.lab.hosts import tcp_port_open
 from tests.integration.conftest_lab import _unavailable, lab_missing_reason
 from tests.integration.labrun import (
+    REPO,
     LabSite,
     events,
     lab_site_fixture,
     run_id,
     step_events,
-    wait_for_event,
 )
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
@@ -129,11 +131,16 @@ def test_single_server_restore_rerun_wrong_order_and_changed_host_key(single: La
     assert ls.host().exec(["sha256sum", "/etc/rancher/k3s/cluster-token"],
                           check=True).stdout.split()[0] == token_sha
 
-    # Wrong order: the controller runs first (its keys gone) and makes its own key.
+    # Wrong order: the controller runs first (its keys gone) and makes its own key. The old
+    # controller stops only when its Pod is gone (the lab's kubelet shim runs a controller
+    # while its Pod exists), so wait for that before its replacement is applied.
     for k in keys:
         kube.delete("v1", "Secret", k["metadata"]["name"], namespace="kube-system")
-    kube.delete("apps/v1", "Deployment", "sealed-secrets-controller", namespace="kube-system")
-    time.sleep(2)
+    kube.delete("apps/v1", "Deployment", "sealed-secrets-controller", namespace="kube-system",
+                propagation="Foreground", wait=60)
+    wait_until(lambda: not kube.list("v1", "Pod", namespace="kube-system",
+                                     label_selector="app.kubernetes.io/name=sealed-secrets"),
+               timeout=60, what="the old sealed-secrets-controller Pod to be gone")
     from bootstrap.adapters.kube import load_manifest
     from bootstrap.steps.keys import MANIFESTS
 
@@ -199,45 +206,114 @@ def faults(tmp_path: Path) -> Iterator[LabSite]:
     yield from lab_site_fixture(tmp_path, "e2e-faults")
 
 
+def _role_tasks(role: str) -> list[str]:
+    """The task names of a playbook role, in order (what Ansible reports as `task: NAME`)."""
+    doc = yaml.safe_load((REPO / "playbooks" / "roles" / role / "tasks" / "main.yml").read_text())
+    return [t["name"] for t in doc]
+
+
+def _attempts(ls: LabSite, rid: str, step: str) -> list[tuple[int, str, str | None]]:
+    with sqlite3.connect(ls.state / "journal.sqlite") as db:
+        return db.execute("SELECT n, outcome, error FROM attempts WHERE run_id=? AND step_id=?"
+                          " ORDER BY n", (rid, step)).fetchall()
+
+
+def _unreachable_task(error: str | None, host: str) -> str:
+    """The task a playbook attempt lost ``host`` in (from the adapter's TransientError)."""
+    m = re.search(rf"host {host} unreachable during task '(.+?)'", error or "")
+    assert m, f"not an unreachable-host failure: {error!r}"
+    return m.group(1)
+
+
+# A task of the k3s role that runs on the host early in the step: the cut lands after it starts.
+K3S_TASK = "Create the k3s configuration directory"
+
+
 def test_power_cut_in_k3s_step_then_resume_completes(faults: LabSite) -> None:
     ls = faults
-    proc = ls.start("restore", "--until", "fetch-kubeconfig", str(ls.site))
-    rid, _ = wait_for_event(proc, lambda e: e["kind"] == "step.started"
-                            and e["step"] == "install-k3s")
-    time.sleep(3)
+    k3s_tasks = _role_tasks("k3s")
+    run = ls.start("restore", "--until", "fetch-kubeconfig", str(ls.site))
+    run.wait_for(lambda e: e["kind"] == "step.started" and e["step"] == "install-k3s",
+                 timeout=900, what="step install-k3s started")
+    run.wait_for(lambda e: e["kind"] == "step.progress" and e["step"] == "install-k3s"
+                 and e["message"] == f"task: {K3S_TASK}",
+                 timeout=300, what=f"install-k3s running task '{K3S_TASK}'")
     ls.host().power_cut()
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode in (4, 5), err
+    assert not ls.host().is_running()
+    first = run.finish(timeout=600)
+    rid = run_id(first)
+    assert first.returncode in (4, 5), first.stderr + first.stdout[-3000:]
+    finished = next(e for e in events(first) if e["kind"] == "run.finished")
+    assert finished["step"] == "install-k3s", finished
+
+    # The journal agrees: install-k3s lost the host inside the k3s role; all before it is done.
+    with sqlite3.connect(ls.state / "journal.sqlite") as db:
+        steps = db.execute("SELECT step_id, status FROM steps WHERE run_id=? ORDER BY position",
+                           (rid,)).fetchall()
+    k = [s for s, _ in steps].index("install-k3s")
+    assert all(status == "done" for _, status in steps[:k]), steps
+    assert steps[k][1] == "failed", steps
+    cut = _attempts(ls, rid, "install-k3s")
+    assert cut and cut[0][1] == "transient", cut
+    assert all(outcome != "ok" for _, outcome, _ in cut), cut  # retried while the host was off
+    lost_in = _unreachable_task(cut[0][2], "server-1")
+    assert "k3s.yml" in str(cut[0][2])
+    assert lost_in in k3s_tasks[k3s_tasks.index(K3S_TASK):], (
+        f"the cut landed in task {lost_in!r}, not in the k3s role after {K3S_TASK!r}"
+    )
+
     ls.host().reboot()
     r = ls.drboot("resume", rid, "--until", "fetch-kubeconfig")
     assert r.returncode == 0, r.stderr + r.stdout[-3000:]
-    db = sqlite3.connect(ls.state / "journal.sqlite")
-    attempts = db.execute("SELECT COUNT(*) FROM attempts WHERE run_id=? AND step_id=?",
-                          (rid, "install-k3s")).fetchone()[0]
-    assert attempts >= 2
-    status = db.execute("SELECT status FROM runs WHERE id=?", (rid,)).fetchone()[0]
+    assert [e for e in step_events(r, "install-k3s") if e["kind"] == "step.done"]
+    attempts = _attempts(ls, rid, "install-k3s")
+    assert attempts[: len(cut)] == cut, "the interrupted attempts stay in the journal"
+    assert len(attempts) > len(cut) and attempts[-1][1] == "ok", attempts
+    with sqlite3.connect(ls.state / "journal.sqlite") as db:
+        status = db.execute("SELECT status FROM runs WHERE id=?", (rid,)).fetchone()[0]
     assert status == "stopped"  # ended at --until, resumable later
     kube = _kube_for(ls)
     kube.wait_ready(timeout=120)
 
 
+# A task of the prepare_host role that runs on the host early in the step.
+PREP_TASK = "Find which wanted packages are installed"
+
+
 def test_link_cut_during_playbook_is_survived_or_resumed(faults: LabSite) -> None:
     ls = faults
-    proc = ls.start("restore", "--until", "prepare-hosts", str(ls.site))
-    rid, _ = wait_for_event(proc, lambda e: e["kind"] == "step.started"
-                            and e["step"] == "prepare-hosts")
+    prep_tasks = _role_tasks("prepare_host")
+    run = ls.start("restore", "--until", "prepare-hosts", str(ls.site))
+    run.wait_for(lambda e: e["kind"] == "step.progress" and e["step"] == "prepare-hosts"
+                 and e["message"] == f"task: {PREP_TASK}",
+                 timeout=900, what=f"prepare-hosts running task '{PREP_TASK}'")
     host = ls.host()
     host.net_down()
-    time.sleep(10)
-    host.net_up()
-    out, _ = proc.communicate(timeout=600)
-    if proc.returncode != 0:
-        failure = [json.loads(line) for line in out.splitlines()
-                   if '"step.failed"' in line]
-        assert failure, out[-2000:]
-        assert failure[0]["target"] or "server-1" in failure[0]["message"]
+    try:
+        assert not tcp_port_open(host.address, host.ssh_port), "the link is still up"
+        # The cable stays out until drboot has noticed: Ansible reports the host unreachable.
+        noticed = run.wait_for(
+            lambda e: e["kind"] == "step.progress" and e["step"] == "prepare-hosts"
+            and e["target"] == "server-1" and e["message"].startswith("unreachable: "),
+            timeout=180, what="server-1 reported unreachable in prepare-hosts",
+        )
+    finally:
+        host.net_up()
+    lost_in = noticed["message"].removeprefix("unreachable: ").split(": ", 1)[0]
+    assert lost_in in prep_tasks[prep_tasks.index(PREP_TASK):], noticed
+    first = run.finish(timeout=600)
+    rid = run_id(first)
+    if first.returncode == 0:  # survived: the step was retried once the cable was back
+        assert [e for e in step_events(first, "prepare-hosts") if e["kind"] == "step.retry"]
+    else:  # or the run stopped on it, and resumes
+        failed = [e for e in step_events(first, "prepare-hosts") if e["kind"] == "step.failed"]
+        assert failed, first.stdout[-2000:]
         r = ls.drboot("resume", rid, "--until", "prepare-hosts")
         assert r.returncode == 0, r.stderr + r.stdout[-3000:]
+    attempts = _attempts(ls, rid, "prepare-hosts")
+    assert attempts[0][1] == "transient", attempts
+    assert _unreachable_task(attempts[0][2], "server-1") == lost_in
+    assert attempts[-1][1] == "ok", attempts
 
 
 @pytest.fixture

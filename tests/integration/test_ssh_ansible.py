@@ -36,6 +36,7 @@ from bootstrap.hostkeys import HostKeyExpectation, PublicKey, TrustedKey, parse_
 from bootstrap.lab.hosts import Lab, LabHost
 from bootstrap.lab.k3s_standin import build_bundle
 from bootstrap.lab.k3s_standin.k3s import VERSION as STANDIN_VERSION
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
@@ -117,17 +118,33 @@ def test_wrong_expected_key_and_regenerated_host_key_are_refused(
 def test_link_cut_fails_a_running_command_within_seconds(lab: Lab, lab_hosts: Any) -> None:
     (host,) = lab_hosts(1)
     c = client(lab, host).connect()
+    marker = "/run/drb-link-cut.pid"
+    cut_at: list[float] = []
+    cutter_errors: list[BaseException] = []
+
+    def cut_once_running() -> None:
+        # Seen from inside the host (no SSH): the remote command has started, then the cable
+        # is pulled, so the cut lands while the command runs.
+        try:
+            wait_until(lambda: host.exec(["test", "-s", marker]).returncode == 0, timeout=30,
+                       what="the remote command to start")
+            host.net_down()
+            cut_at.append(time.monotonic())
+        except BaseException as e:  # reported by the test thread below
+            cutter_errors.append(e)
+
     try:
         assert c.run("echo up").stdout.strip() == "up"
-        cutter = threading.Timer(1.5, host.net_down)
+        cutter = threading.Thread(target=cut_once_running, daemon=True)
         cutter.start()
-        t0 = time.monotonic()
         with pytest.raises(TransientError) as ei:
-            c.run("sleep 120", timeout=300)
-        elapsed = time.monotonic() - t0
+            c.run(f"echo $$ > {marker} && exec sleep 120", timeout=300)
+        noticed = time.monotonic()
         cutter.join()
+        assert not cutter_errors, cutter_errors
         assert "lost" in ei.value.message
-        assert elapsed < 15, f"link cut noticed only after {elapsed:.1f}s"
+        elapsed = noticed - cut_at[0]
+        assert elapsed < 15, f"link cut noticed only {elapsed:.1f}s after it"
     finally:
         host.net_up()
         c.close()
@@ -411,9 +428,10 @@ def test_firewall_allows_only_cluster_ports(lab: Lab, lab_hosts: Any, tmp_path: 
     assert play("prepare-host.yml", [host], lab, keys, pdd, fw).ok
     for port in (6443, 10250, 2379):
         host.exec(f"systemd-run --unit drb-listen-{port} python3 -m http.server {port}", check=True)
-    deadline = time.monotonic() + 15
-    while "10250" not in host.exec("ss -ltn").stdout and time.monotonic() < deadline:
-        time.sleep(0.3)
+    wait_until(
+        lambda: all(f":{port} " in host.exec("ss -ltn").stdout for port in (6443, 10250, 2379)),
+        timeout=15, what="the three listeners",
+    )  # fmt: skip
     # this test runner is the lab gateway: not a cluster node
     assert _tcp_connects(host.address, 6443), "API port must be open"
     assert _tcp_connects(host.address, 22), "ssh must be open"

@@ -13,7 +13,6 @@ import functools
 import http.server
 import importlib.util
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from bootstrap import sealing
 from bootstrap.adapters.kube import KubeClient, load_manifest
 from bootstrap.lab.standins import StandinSet
-from bootstrap.lab.standins.common import condition
+from bootstrap.lab.standins.common import Loop, condition
+from tests import shipped
 from tests.integration.conftest_apiserver import ApiServer
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.apiserver, pytest.mark.timeout(180)]
 
@@ -42,15 +43,11 @@ GITREPO = "source.toolkit.fluxcd.io/v1"
 KS = "kustomize.toolkit.fluxcd.io/v1"
 
 
-def wait_until(fn: Callable[[], Any], timeout: float = 40.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+def passes_after_now(loop: Loop, n: int = 2) -> Callable[[], bool]:
+    """True once ``loop`` has finished ``n`` more passes: with n=2, at least one whole pass
+    began after this call (what a test waits for before it asserts that nothing happened)."""
+    start = loop.ticks
+    return lambda: loop.ticks >= start + n
 
 
 def workload(
@@ -75,20 +72,18 @@ def workload(
 
 
 @pytest.fixture(scope="module")
-def crds(apiserver: ApiServer, upstream_dir: Path) -> KubeClient:
+def crds(apiserver: ApiServer) -> KubeClient:
+    """The CRDs the stand-ins serve, from the manifests drboot ships."""
     kube = apiserver.client
-    files = [
-        upstream_dir / "sealed-secrets/helm/sealed-secrets/crds/bitnami.com_sealedsecrets.yaml",
-        upstream_dir / "argo-cd/manifests/crds/application-crd.yaml",
-        upstream_dir / "argo-cd/manifests/crds/appproject-crd.yaml",
-        upstream_dir
-        / "flux/source-controller/config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml",
-        upstream_dir
-        / "flux/kustomize-controller/config/crd/bases"
-        / "kustomize.toolkit.fluxcd.io_kustomizations.yaml",
-    ]
-    for f in files:
-        kube.apply_manifest(load_manifest(f))
+    kube.apply_manifest(
+        shipped.crds(
+            "sealedsecrets.bitnami.com",
+            "applications.argoproj.io",
+            "appprojects.argoproj.io",
+            "gitrepositories.source.toolkit.fluxcd.io",
+            "kustomizations.kustomize.toolkit.fluxcd.io",
+        )
+    )
     return kube
 
 
@@ -258,10 +253,13 @@ def test_sealed_secrets_started_before_keys_generates_new_key_and_never_unseals(
     synced = condition(ss, "Synced")
     assert synced is not None and synced["status"] == "False"
     assert synced["message"] == "no key could decrypt secret (password, username)"
-    time.sleep(5 * INTERVAL)
-    assert kube.get("v1", "Secret", "db-creds", namespace) is None
     ctl = standins.sealed_secrets
     assert ctl is not None and ctl.cert_pem() == new_key.cert_pem
+    # That condition came from an attempt made after the escrowed key existed (it was created
+    # first): the running controller did not load it. Whole passes later, still nothing.
+    wait_until(passes_after_now(ctl), what="two more passes of the sealed-secrets controller")
+    assert kube.get("v1", "Secret", "db-creds", namespace) is None
+    assert ctl.cert_pem() == new_key.cert_pem
     # the real runbook: restart the controller (delete its Pod); the new one loads both keys
     starts = standins.starts["sealed-secrets"]
     for pod in kube.list("v1", "Pod", namespace, label_selector="app=sealed-secrets-controller"):
@@ -378,17 +376,23 @@ def test_argocd_app_needing_missing_secret_stays_progressing(
         ),
         what="api Synced",
     )
-    time.sleep(3.0)
-    st = app_status(kube, namespace, "api")
-    assert st["sync"]["status"] == "Synced"
-    assert st["health"]["status"] == "Progressing"
-    pods = kube.list("v1", "Pod", namespace, label_selector="app=api")
-    assert pods, "the real ReplicaSet controller created the Pod"
-    waiting = pods[0]["status"]["containerStatuses"][0]["state"]["waiting"]
+
+    def stuck_pod() -> dict[str, Any] | None:
+        pods = kube.list("v1", "Pod", namespace, label_selector="app=api")
+        statuses = (pods[0].get("status") or {}).get("containerStatuses") if pods else None
+        return statuses[0]["state"].get("waiting") if statuses else None
+
+    # the real ReplicaSet controller creates the Pod; the kubelet shim cannot start it
+    waiting = wait_until(stuck_pod, what="the api Pod waiting on its Secret")
     assert waiting == {
         "reason": "CreateContainerConfigError",
         "message": 'secret "db-creds" not found',
     }
+    # Argo CD looks again with the Pod stuck, and the app stays Synced but Progressing
+    wait_until(passes_after_now(standins.controllers["argocd"]), what="two more Argo CD passes")
+    st = app_status(kube, namespace, "api")
+    assert st["sync"]["status"] == "Synced"
+    assert st["health"]["status"] == "Progressing"
     # the Secret appears (as if unsealed): the kubelet retries, the app turns Healthy
     kube.create(
         {

@@ -1,8 +1,10 @@
 """SIGKILL the real drboot process at every step boundary and inside every step, then resume.
 
-The pipeline's steps append to a file on disk (tests/engine_fixtures/sidefx.py).
-After each kill, `drboot resume` must finish the run with every side effect
-present exactly once, the journal intact, and every step done.
+The pipeline's steps append to a file on disk (tests/engine_fixtures/sidefx.py). The
+process is held at the kill point (SIDEFX_HOLD) until it is killed, so each case first shows
+the kill landed where it says (the file and the journal at that moment). After each kill,
+`drboot resume` must finish the run with every side effect present exactly once, the journal
+intact, and every step done.
 """
 
 from __future__ import annotations
@@ -16,19 +18,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PYTHON, REPO
+from tests.engine_fixtures.sidefx import POINTS, STEPS
 
 SIDEFX = [PYTHON, str(REPO / "tests" / "engine_fixtures" / "sidefx.py")]
-STEPS = [f"s{i}" for i in range(1, 6)]
 
-# (step, event kind, message) after which the process is killed:
-#  - step.done: at the boundary after the step was journalled done
-#  - before-act: inside the step, before its side effect
+# (step, point) where the process is held and killed:
+#  - enter: the step has started (the one before it is journalled done): a step boundary
+#  - before-act: inside the step, after it looked, before its side effect
 #  - after-act: inside the step, after its side effect but before the journal knows
-KILL_POINTS = (
-    [(s, "step.done", None) for s in STEPS[:-1]]
-    + [(s, "step.progress", "before-act") for s in STEPS]
-    + [(s, "step.progress", "after-act") for s in STEPS]
-)
+KILL_POINTS = [(s, p) for s in STEPS for p in POINTS]
 
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
@@ -42,24 +40,21 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def _kill_at(proc: subprocess.Popen[str], step: str, kind: str, message: str | None) -> str:
-    """Read events until the kill point, SIGKILL, return the run id."""
+def _kill_at(proc: subprocess.Popen[str], step: str, point: str) -> str:
+    """Read events until the process holds at the kill point, SIGKILL, return the run id."""
     run_id = ""
     assert proc.stdout is not None
     for line in proc.stdout:
         ev = json.loads(line)
         if ev["kind"] == "run.started":
             run_id = ev["run_id"]
-        if (
-            ev["kind"] == kind
-            and ev["step"] == step
-            and (message is None or ev["message"] == message)
-        ):
+        if ev["kind"] == "step.progress" and ev["step"] == step and ev["message"] == point:
+            assert ev["data"] == {"hold": True}, ev
             proc.send_signal(signal.SIGKILL)
             break
     else:
         pytest.fail(
-            f"process ended before {kind} of {step}: {proc.stderr.read() if proc.stderr else ''}"
+            f"process ended before {point} of {step}: {proc.stderr.read() if proc.stderr else ''}"
         )
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -67,27 +62,35 @@ def _kill_at(proc: subprocess.Popen[str], step: str, kind: str, message: str | N
 
 
 @pytest.mark.parametrize(
-    ("step", "kind", "message"),
-    KILL_POINTS,
-    ids=[f"{s}-{m or 'boundary'}" for s, _, m in KILL_POINTS],
+    ("step", "point"), KILL_POINTS, ids=[f"{s}-{p}" for s, p in KILL_POINTS]
 )
 def test_sigkill_then_resume_applies_each_effect_once(
     tmp_path: Path,
     site_file: Path,
     drboot_env: dict[str, str],
     step: str,
-    kind: str,
-    message: str | None,
+    point: str,
 ) -> None:
-    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path), SIDEFX_DELAY="0.15")
-    run_id = _kill_at(_start(["restore", str(site_file)], env), step, kind, message)
+    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path))
+    held = dict(env, SIDEFX_HOLD=f"{step}:{point}")
+    run_id = _kill_at(_start(["restore", str(site_file)], held), step, point)
     assert run_id
 
-    # The killed run's journal is consistent and says the run is not finished.
+    # The kill landed where it says: the file and the journal at that moment.
+    k = STEPS.index(step)
+    log = tmp_path / "acts.log"
+    acts = log.read_text().splitlines() if log.exists() else []
+    assert acts == STEPS[: k + 1 if point == "after-act" else k]
     db = sqlite3.connect(Path(env["DRBOOT_STATE_DIR"]) / "journal.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     (status,) = db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
     assert status == "running"
+    rows = db.execute(
+        "SELECT step_id, status FROM steps WHERE run_id=? ORDER BY position", (run_id,)
+    ).fetchall()
+    assert rows == [(s, "done") for s in STEPS[:k]] + [(step, "running")] + [
+        (s, "pending") for s in STEPS[k + 1 :]
+    ]
     db.close()
 
     res = subprocess.run(
@@ -121,7 +124,7 @@ def test_sigkill_then_resume_applies_each_effect_once(
 
     # The resumed step says why it did nothing when its effect was already there.
     events = [json.loads(line) for line in res.stdout.splitlines()]
-    if message == "after-act":
+    if point == "after-act":
         noops = [e for e in events if e["kind"] == "step.noop" and e["step"] == step]
         assert noops, "the step killed after acting must observe its effect and do nothing"
 
@@ -135,7 +138,7 @@ def test_sigkill_then_resume_applies_each_effect_once(
 def test_resume_of_a_finished_run_is_refused(
     tmp_path: Path, site_file: Path, drboot_env: dict[str, str]
 ) -> None:
-    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path), SIDEFX_DELAY="0")
+    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path))
     res = subprocess.run(
         [*SIDEFX, "-o", "json", "restore", str(site_file)],
         env=env,
@@ -157,7 +160,7 @@ def test_resume_of_a_finished_run_is_refused(
 def test_until_stops_resumably_and_resume_goes_on(
     tmp_path: Path, site_file: Path, drboot_env: dict[str, str]
 ) -> None:
-    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path), SIDEFX_DELAY="0")
+    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path))
     res = subprocess.run([*SIDEFX, "-o", "json", "restore", "--until", "s2", str(site_file)],
                          env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr

@@ -1,4 +1,8 @@
-"""One active run per site: concurrent restores, stale locks, --force-unlock."""
+"""One active run per site: concurrent restores, stale locks, --force-unlock.
+
+The run that must hold the lock is held inside its first step (SIDEFX_HOLD) while the other
+process tries, so no case depends on how fast either process is.
+"""
 
 from __future__ import annotations
 
@@ -8,48 +12,67 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import PYTHON, REPO
+from tests.engine_fixtures.sidefx import STEPS, release
+from tests.waiting import wait_until
 
 SIDEFX = [PYTHON, str(REPO / "tests" / "engine_fixtures" / "sidefx.py")]
 
 
-def test_two_concurrent_restores_exactly_one_runs(
-    tmp_path: Path, site_file: Path, drboot_env: dict[str, str]
-) -> None:
-    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path), SIDEFX_DELAY="0.3")
-    procs = [
-        subprocess.Popen(
-            [*SIDEFX, "-o", "json", "restore", str(site_file)],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outs = [p.communicate(timeout=120) for p in procs]
-    codes = sorted(p.returncode for p in procs)
-    assert codes == [0, 6], outs
-    loser = outs[[p.returncode for p in procs].index(6)]
-    err = json.loads(loser[0].strip().splitlines()[-1])
-    assert "is locked by run" in err["error"] and "still running" in err["error"]
-    assert (tmp_path / "acts.log").read_text().splitlines() == [f"s{i}" for i in range(1, 6)]
-
-
-def test_stale_lock_is_refused_then_force_unlock_or_resume(
-    tmp_path: Path, site_file: Path, drboot_env: dict[str, str]
-) -> None:
-    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path), SIDEFX_DELAY="0.3")
-    proc = subprocess.Popen(
+def _start_held(env: dict[str, str], site_file: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [*SIDEFX, "-o", "json", "restore", str(site_file)],
-        env=env,
+        env=dict(env, SIDEFX_HOLD="s1:enter"),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _wait_held(proc: subprocess.Popen[str]) -> str:
+    """Read events until the process holds inside s1 (so it holds the lock); its run id."""
     assert proc.stdout is not None
-    run_id = json.loads(proc.stdout.readline())["run_id"]
+    run_id = ""
+    for line in proc.stdout:
+        ev = json.loads(line)
+        run_id = run_id or ev.get("run_id", "")
+        if ev["kind"] == "step.progress" and ev["data"].get("hold"):
+            return run_id
+    raise AssertionError(f"ended before holding in s1: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def test_two_concurrent_restores_exactly_one_runs(
+    tmp_path: Path, site_file: Path, drboot_env: dict[str, str]
+) -> None:
+    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path))
+    procs = [_start_held(env, site_file) for _ in range(2)]
+    # Started together; whichever gets the lock holds it inside s1 until released, so the
+    # other one must be refused while it is running.
+    loser = wait_until(
+        lambda: next((p for p in procs if p.poll() is not None), None),
+        timeout=60,
+        what="one of the two restores to be refused",
+    )
+    (winner,) = [p for p in procs if p is not loser]
+    out, err_text = loser.communicate(timeout=30)
+    assert loser.returncode == 6, out + err_text
+    err = json.loads(out.strip().splitlines()[-1])
+    assert "is locked by run" in err["error"] and "still running" in err["error"]
+    run_id = _wait_held(winner)
+    assert run_id in err["error"]
+    assert winner.poll() is None and not (tmp_path / "acts.log").exists()
+    release(tmp_path)
+    out, err_text = winner.communicate(timeout=60)
+    assert winner.returncode == 0, err_text
+    assert (tmp_path / "acts.log").read_text().splitlines() == STEPS
+
+
+def test_stale_lock_is_refused_then_force_unlock_or_resume(
+    tmp_path: Path, site_file: Path, drboot_env: dict[str, str]
+) -> None:
+    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path))
+    proc = _start_held(env, site_file)
+    run_id = _wait_held(proc)  # killed while it holds the lock, inside s1
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
 
@@ -71,16 +94,8 @@ def test_stale_lock_is_refused_then_force_unlock_or_resume(
     assert res.returncode == 0, res.stderr
 
     # Kill another run, then start over with --force-unlock.
-    proc = subprocess.Popen(
-        [*SIDEFX, "-o", "json", "restore", str(site_file)],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    proc.stdout.readline()
+    proc = _start_held(env, site_file)
+    _wait_held(proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     forced = subprocess.run(

@@ -36,6 +36,8 @@ def test_wheel_carries_playbooks_manifests_and_lab_files(tmp_path: Path) -> None
         "bootstrap/manifests/argo-cd/install.yaml",
         "bootstrap/manifests/flux/install.yaml",
         "bootstrap/manifests/sealed-secrets/crd.yaml",
+        "bootstrap/manifests/sealed-secrets/controller.yaml",
+        "bootstrap/manifests/SOURCES.json",  # their provenance travels with them
         "bootstrap/lab/scripts/build-kube.sh",
         "bootstrap/lab/scripts/setup-lab.sh",
         "bootstrap/lab/demo-site.yaml",
