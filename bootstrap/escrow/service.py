@@ -21,13 +21,15 @@ from bootstrap.escrow.backend import EscrowBackend, make_backend
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
 from bootstrap.escrow.scan import VerifyReport, find_sealed_secrets, verify
 from bootstrap.fsutil import write_atomic
+from bootstrap.kubeapi import KubeAPI
+from bootstrap.settings import Site
 from bootstrap.sitetypes.secretrefs import SecretRef
 
 KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
 LEGACY_KEY_NAME = "sealed-secrets-key"
 
 
-def backend_for(site: Any) -> EscrowBackend:
+def backend_for(site: Site) -> EscrowBackend:
     """The escrow backend a site describes."""
     esc = site.escrow
     if esc.backend == "age":
@@ -48,7 +50,7 @@ def backend_for(site: Any) -> EscrowBackend:
     return make_backend("shamir", esc.bundle, share_paths=list(esc.shares), threshold=esc.threshold)
 
 
-def open_kit(site: Any) -> RecoveryKit:
+def open_kit(site: Site) -> RecoveryKit:
     """Decrypt the site's recovery kit (an ``EscrowError`` leaf names what is wrong)."""
     kit = backend_for(site).read()
     if kit.site != site.name:
@@ -99,7 +101,7 @@ class RepoCheck:
         }
 
 
-def check_repo(site: Any, kit: RecoveryKit) -> RepoCheck:
+def check_repo(site: Site, kit: RecoveryKit) -> RepoCheck:
     """Clone the repo at the site's revision, render the path, decrypt every SealedSecret.
 
     Raises ``PreflightError`` listing every SealedSecret that does not open.
@@ -148,7 +150,7 @@ def check_repo(site: Any, kit: RecoveryKit) -> RepoCheck:
 # ---------------------------------------------------------------- backup and status
 
 
-def cluster_keys(kube: Any, namespace: str) -> list[SealingKey]:
+def cluster_keys(kube: KubeAPI, namespace: str) -> list[SealingKey]:
     """Every Sealed Secrets key Secret in the cluster (labelled, and the legacy one)."""
     keys: dict[str, SealingKey] = {}
     for secret in kube.list("v1", "Secret", namespace=namespace, label_selector=KEY_LABEL):
@@ -170,8 +172,8 @@ class BackupResult:
 
 
 def backup(
-    site: Any,
-    kube: Any,
+    site: Site,
+    kube: KubeAPI,
     *,
     k3s_token: str | None,
     deploy_key: str | None,
@@ -237,7 +239,7 @@ class EscrowStatus:
         return not self.warnings
 
 
-def status(site: Any, kube: Any | None = None, now: dt.datetime | None = None) -> EscrowStatus:
+def status(site: Site, kube: KubeAPI | None = None, now: dt.datetime | None = None) -> EscrowStatus:
     """Is the escrow fresh enough? Older than the renewal period, or than a cluster key: warn."""
     kit = open_kit(site)
     now = now or dt.datetime.now(dt.UTC)

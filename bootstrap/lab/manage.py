@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bootstrap.errors import ConfigError
 from bootstrap.fsutil import write_atomic
+from bootstrap.settings import Site
+
+if TYPE_CHECKING:
+    from bootstrap.providers.lab import LabHosts
 
 DEMO_SITE = Path(__file__).with_name("demo-site.yaml")
 
 
-def _lab_provider(site: Any, state_root: Path) -> Any:
+def _lab_provider(site: Site, state_root: Path) -> LabHosts:
     if site.provider.type != "lab":
         raise ConfigError(
             f"site {site.name} does not use provider: lab",
@@ -22,7 +26,7 @@ def _lab_provider(site: Any, state_root: Path) -> Any:
     return LabHosts(site, state_root)
 
 
-def seed_site(site: Any, state_root: Path) -> dict[str, Any]:
+def seed_site(site: Site, state_root: Path) -> dict[str, Any]:
     """Make the escrow and config repo a lab site file points at (idempotent)."""
     from bootstrap.lab.seed import OVERLAY, seed
 
@@ -57,7 +61,7 @@ def seed_site(site: Any, state_root: Path) -> dict[str, Any]:
     }
 
 
-def status(site: Any, state_root: Path) -> dict[str, Any]:
+def status(site: Site, state_root: Path) -> dict[str, Any]:
     from bootstrap.lab.hosts import Lab
     from bootstrap.lab.standins.process import StandinProcess
 
@@ -82,7 +86,7 @@ def status(site: Any, state_root: Path) -> dict[str, Any]:
     }
 
 
-def down(site: Any, state_root: Path) -> list[str]:
+def down(site: Site, state_root: Path) -> list[str]:
     prov = _lab_provider(site, state_root)
     names: list[str] = prov.destroy(lambda m: None)
     return names
