@@ -47,6 +47,7 @@ class Context:
     reconciler: str
     now: float
     writing_step: str | None = None  # the step writing this report: done once it is on disk
+    description: str = ""  # the site file's free text for humans, shown under the title
 
 
 def iso(ts: float | None) -> str | None:
@@ -166,6 +167,7 @@ def build(
         "schema": SCHEMA,
         "run_id": run.id,
         "site": run.site,
+        "description": ctx.description,
         "pipeline": run.pipeline,
         "generated_at": iso(ctx.now),
         "started_at": iso(run.created),

@@ -25,6 +25,7 @@ def report_context(site: Site, now: float, writing_step: str | None = None) -> m
         reconciler=str(site.reconciler.type),
         now=now,
         writing_step=writing_step,
+        description=site.description,
     )
 
 
