@@ -15,17 +15,24 @@ import json
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import jinja2
 import pytest
+import yaml
+from jinja2.nativetypes import NativeEnvironment
 
+from bootstrap.adapters.ansible import PlayResult
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.journal import Journal
 from bootstrap.errors import PermanentError
 from bootstrap.settings import Site
 from bootstrap.siteload import load_site_text
-from bootstrap.steps import finish, hosts
-from tests.unit.test_field_effects import LocalShell, context
+from bootstrap.steps import common, finish, hosts, kubernetes
+from bootstrap.steps.resources import RunResources
+from tests.conftest import REPO
+from tests.unit.test_field_effects import LocalShell, _role_defaults, context
 
 Obj = dict[str, Any]
 
@@ -239,3 +246,184 @@ def test_description_heads_the_report(tmp_path: Path) -> None:
     _journal_with_a_restored_run(plain, ready_after=60)
     finish.report(plain)
     assert (plain.run_dir / "report.md").read_text().splitlines()[2].startswith("- run: ")
+
+
+# --------------------------------------------------------------------------- kubernetes
+
+ROLE = REPO / "playbooks" / "roles" / "k3s"
+SHA = "0123456789abcdef" * 4
+MIRROR = "https://mirror.example.org/k3s/v1.30.4"
+
+
+def _jinja(native: bool = False) -> jinja2.Environment:
+    """Jinja2 as Ansible sets it up for the k3s role: strict, with its ``bool`` filter and
+    ``file`` test (native types when Ansible evaluates a variable that is one expression)."""
+    env = (NativeEnvironment if native else jinja2.Environment)(undefined=jinja2.StrictUndefined)
+    env.filters["bool"] = lambda v: (
+        v if isinstance(v, bool) else str(v).lower() in ("true", "yes", "1")
+    )
+    env.tests["file"] = lambda p: Path(str(p)).is_file()
+    return env
+
+
+def _host_vars(inventory: Obj, host: str) -> Obj:
+    """The variables the k3s role sees on ``host``: its defaults, under the inventory's group
+    variables, under the host's own, then the facts the role's first task sets."""
+    children = inventory["all"]["children"]
+    groups = {g: list(c.get("hosts") or {}) for g, c in children.items()}
+    hostvars = {n: hv for c in children.values() for n, hv in (c.get("hosts") or {}).items() if hv}
+    variables = {**_role_defaults(), **inventory["all"]["vars"], **hostvars[host]}
+    variables |= {"inventory_hostname": host, "groups": groups, "hostvars": hostvars,
+                  "ansible_managed": "drboot"}  # fmt: skip
+    native = _jinja(native=True)
+    pending = [k for k, v in variables.items() if isinstance(v, str) and "{{" in v]
+    while pending:  # defaults refer to defaults (k3s_server_url -> k3s_first_server)
+        left = []
+        for k in pending:
+            try:
+                variables[k] = native.from_string(variables[k]).render(**variables)
+            except jinja2.UndefinedError:
+                left.append(k)
+        assert len(left) < len(pending), f"unresolvable role variables: {left}"
+        pending = left
+    tasks = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text())
+    facts = next(t for t in tasks if t["name"] == "Work out this node's role")
+    for k, v in facts["ansible.builtin.set_fact"].items():
+        variables[k] = native.from_string(v).render(**variables)
+    return variables
+
+
+def _role_plan(variables: Obj) -> str:
+    """What the k3s role does with ``variables``: each task that runs (its ``when``), the URL,
+    checksum or source a download or copy uses, and the systemd unit its template writes."""
+    env = _jinja()
+    lines = []
+    for task in yaml.safe_load((ROLE / "tasks" / "main.yml").read_text()):
+        when = task.get("when") or []
+        if not all(env.compile_expression(c)(**variables) for c in
+                   (when if isinstance(when, list) else [when])):  # fmt: skip
+            continue
+        lines.append(f"task: {task['name']}")
+        module = next(k for k in task if k.startswith("ansible.builtin."))
+        args = task[module]
+        if module.endswith((".get_url", ".copy")) and "loop" not in task:
+            for key in ("url", "checksum", "src"):
+                if key in args:
+                    lines.append(f"  {key}={env.from_string(str(args[key])).render(**variables)}")
+        if module.endswith(".template"):
+            src = env.from_string(args["src"]).render(**variables)
+            lines.append(
+                env.from_string((ROLE / "templates" / src).read_text()).render(**variables)
+            )
+    return "\n".join(lines)
+
+
+THREE_SERVERS = (
+    "{type: static, hosts: [{name: s1, address: 10.200.254.250},"
+    " {name: s2, address: 10.200.254.251}, {name: s3, address: 10.200.254.252}]}"
+)
+
+
+@pytest.mark.parametrize(
+    ("sections", "shown", "not_shown"),
+    [
+        pytest.param(
+            {"kubernetes": "{version: v1.29.8+k3s1}"},
+            ["Lightweight Kubernetes v1.29.8+k3s1 (server",
+             "url=https://github.com/k3s-io/k3s/releases/download/v1.29.8%2Bk3s1/k3s"],
+            ["v1.30"], id="version",
+        ),
+        pytest.param(
+            {"kubernetes": f"{{download_url: '{MIRROR}', sha256: {SHA}}}"},
+            ["task: Download the pinned k3s binary",
+             f"url={MIRROR}", f"checksum=sha256:{SHA}"],
+            ["github.com", "task: Install the air-gap k3s binary"], id="download_url-sha256",
+        ),
+        pytest.param(
+            {"kubernetes": "{install: airgap, airgap_dir: bundle}"},
+            ["task: Install the air-gap k3s binary", "src={tmp}/bundle/k3s",
+             "task: Install the air-gap images"],
+            ["task: Download the pinned k3s binary"], id="install-airgap_dir",
+        ),
+        pytest.param(
+            {"kubernetes": "{tls_sans: [api.example.org, 192.0.2.10]}"},
+            ["--tls-san 10.200.254.250", "--tls-san api.example.org", "--tls-san 192.0.2.10"],
+            [], id="tls_sans",
+        ),
+        pytest.param({}, ["--tls-san 10.200.254.250", "checksum=sha256:\n"],
+                     ["--cluster-init", "--tls-san api"], id="defaults"),
+        pytest.param({"provider": THREE_SERVERS, "kubernetes": "{topology: ha}"},
+                     ["--cluster-init"], [], id="topology-ha"),
+    ],
+)  # fmt: skip
+def test_k3s_settings_reach_the_k3s_role(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sections: dict[str, str],
+    shown: list[str],
+    not_shown: list[str],
+) -> None:
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "k3s").write_text("the air-gap k3s binary\n")
+    (tmp_path / "bundle" / "k3s-airgap-images-amd64.tar.zst").write_text("images\n")
+    ctx = context(tmp_path, make_site(tmp_path, **sections), "install-k3s")
+    handed: Obj = {}
+
+    def playbook(c: StepContext, name: str, **kw: Any) -> PlayResult:
+        handed.update(playbook=name, inventory=common.inventory(c, kw["group_vars"]))
+        return PlayResult(ok=True, changed={"s1": 1})
+
+    monkeypatch.setattr(common, "playbook", playbook)
+    monkeypatch.setattr(RunResources, "kit", lambda self: SimpleNamespace(k3s_token="t" * 24))
+    kubernetes.install_k3s(ctx)
+    assert handed["playbook"] == "k3s.yml"
+    plan = _role_plan(_host_vars(handed["inventory"], "s1")) + "\n"
+    for text in shown:
+        assert text.format(tmp=tmp_path) in plan, plan
+    for text in not_shown:
+        assert text not in plan, plan
+
+
+@pytest.mark.parametrize(("setting", "seconds"), [("42s", 42), ("3m", 180)])
+def test_api_ready_timeout_bounds_the_wait_for_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, seconds: int
+) -> None:
+    from bootstrap.adapters.kube import KubeClient
+
+    cluster = RecordingCluster()
+    ready = {"type": "Ready", "status": "True"}
+    cluster.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "s1"},
+                    "status": {"conditions": [ready]}})  # fmt: skip
+    monkeypatch.setattr(kubernetes, "write_kubeconfig", lambda ctx: tmp_path / "kubeconfig")
+    monkeypatch.setattr(KubeClient, "from_kubeconfig", lambda path: cluster)
+    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
+    s = make_site(tmp_path, kubernetes=f"{{api_ready_timeout: {setting}}}")
+    kubernetes.fetch_kubeconfig(context(tmp_path, s, "fetch-kubeconfig"))
+    assert ("wait_ready", seconds) in cluster.waits, "the wait for /readyz"
+    assert all(timeout <= seconds for _, timeout in cluster.waits), cluster.waits
+
+
+def test_kubernetes_token_reference_must_resolve_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bootstrap.errors import PreflightError
+    from bootstrap.steps import preflight
+
+    key = tmp_path / "id_ed25519"
+    key.write_text("an SSH key\n")
+    s = make_site(tmp_path, kubernetes="{token: {env: DRBOOT_TEST_K3S_TOKEN}}",
+                  ssh=f"{{private_key_file: {key}}}")  # fmt: skip
+    monkeypatch.delenv("DRBOOT_TEST_K3S_TOKEN", raising=False)
+    with pytest.raises(PreflightError) as err:
+        preflight.check_references(context(tmp_path, s, "preflight-references"))
+    assert "kubernetes.token" in str(err.value) and "DRBOOT_TEST_K3S_TOKEN" in str(err.value)
+    monkeypatch.setenv("DRBOOT_TEST_K3S_TOKEN", "K10-a-token-from-the-environment")
+    preflight.check_references(context(tmp_path, s, "preflight-references"))
+    # The default, {escrow: k3s_token}, needs no variable: the kit holds the token.
+    preflight.check_references(
+        context(
+            tmp_path,
+            make_site(tmp_path, ssh=f"{{private_key_file: {key}}}"),
+            "preflight-references",
+        )
+    )
