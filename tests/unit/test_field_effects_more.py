@@ -26,7 +26,10 @@ from jinja2.nativetypes import NativeEnvironment
 from bootstrap.adapters.ansible import PlayResult
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.journal import Journal
-from bootstrap.errors import PermanentError
+from bootstrap.errors import ConfigError, EscrowError, PermanentError
+from bootstrap.escrow import TooFewShares, WrongIdentity, age_file, service, shamir
+from bootstrap.escrow.backend import AgeFileBackend, ShamirBackend
+from bootstrap.escrow.kit import RecoveryKit, SealingKey
 from bootstrap.settings import Site
 from bootstrap.siteload import load_site_text
 from bootstrap.steps import common, finish, hosts, kubernetes
@@ -427,3 +430,141 @@ def test_kubernetes_token_reference_must_resolve_before_anything_runs(
             "preflight-references",
         )
     )
+
+
+# --------------------------------------------------------------------------- escrow
+
+TOKEN = "K10-field-effects-token-0123456789abcdef::server:feedface"
+
+
+@pytest.fixture(scope="module")
+def sealing_key() -> SealingKey:
+    from bootstrap import sealing
+
+    key, cert = sealing.generate_key(bits=2048)
+    return SealingKey.from_pem("sealed-secrets-keyabcde", sealing.private_key_pem(key), cert)
+
+
+def _kit(key: SealingKey, site: str = "more") -> RecoveryKit:
+    return RecoveryKit(site=site, sealing_keys=[key], k3s_token=TOKEN)
+
+
+def _identity(path: Path) -> str:
+    """Write a new age identity to ``path`` (0600); returns its recipient (age1...)."""
+    from bootstrap.adapters.age import generate_identity
+
+    secret, recipient = generate_identity()
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return recipient
+
+
+SHAMIR = "{{backend: shamir, bundle: kit.shamir, shares: [{shares}], threshold: {m}, total: {n}}}"
+
+
+@pytest.mark.parametrize(
+    ("escrow", "backend"),
+    [(SITE["escrow"], AgeFileBackend), (SHAMIR.format(shares="a, b", m=2, n=2), ShamirBackend)],
+    ids=["age", "shamir"],
+)
+def test_escrow_backend_picks_the_backend(tmp_path: Path, escrow: str, backend: type) -> None:
+    assert type(service.backend_for(make_site(tmp_path, escrow=escrow))) is backend
+
+
+def test_site_name_must_be_the_name_in_the_recovery_kit(
+    tmp_path: Path, sealing_key: SealingKey
+) -> None:
+    recipient = _identity(tmp_path / "id.txt")
+    age_file.write_kit(tmp_path / "kit.age", _kit(sealing_key, site="oslo"), recipients=[recipient])
+    assert service.open_kit(make_site(tmp_path, name="oslo")).fingerprints() == [
+        sealing_key.fingerprint
+    ]
+    with pytest.raises(EscrowError, match="recovery kit of site 'oslo', not 'bergen'"):
+        service.open_kit(make_site(tmp_path, name="bergen"))
+
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def passphrase_bundle(tmp_path_factory: pytest.TempPathFactory, sealing_key: SealingKey) -> Path:
+    """A kit under a passphrase (age's scrypt: ~2 s for each encryption or decryption)."""
+    bundle = tmp_path_factory.mktemp("passphrase") / "kit.age"
+    age_file.write_kit(bundle, _kit(sealing_key), passphrase=PASSPHRASE)
+    return bundle
+
+
+@pytest.mark.parametrize("where", ["env", "file"])
+def test_escrow_passphrase_reference_opens_the_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, passphrase_bundle: Path, where: str
+) -> None:
+    monkeypatch.delenv("DRBOOT_ESCROW_PASSPHRASE", raising=False)
+    if where == "env":
+        ref = "{env: DRBOOT_TEST_ESCROW_PASSPHRASE}"
+        monkeypatch.setenv("DRBOOT_TEST_ESCROW_PASSPHRASE", PASSPHRASE)
+    else:
+        ref = "{file: passphrase.txt}"
+        (tmp_path / "passphrase.txt").write_text(PASSPHRASE + "\n")
+    s = make_site(
+        tmp_path, escrow=f"{{backend: age, bundle: {passphrase_bundle}, passphrase: {ref}}}"
+    )
+    assert service.open_kit(s).k3s_token == TOKEN
+
+
+def _cluster_holding(key: SealingKey, namespace: str = "kube-system") -> RecordingCluster:
+    cluster = RecordingCluster()
+    cluster.create(key.to_secret(namespace))
+    return cluster
+
+
+def test_escrow_backup_encrypts_to_the_site_recipients(
+    tmp_path: Path, sealing_key: SealingKey
+) -> None:
+    _identity(tmp_path / "ours.txt")
+    theirs = _identity(tmp_path / "theirs.txt")
+    s = make_site(tmp_path, escrow=f"{{backend: age, bundle: kit.age, identity_files: [ours.txt],"
+                                   f" recipients: [{theirs}]}}")  # fmt: skip
+    service.backup(s, _cluster_holding(sealing_key), k3s_token=TOKEN, deploy_key=None,
+                   known_hosts=None)  # fmt: skip
+    kit = age_file.read_kit(tmp_path / "kit.age", identity_files=[tmp_path / "theirs.txt"])
+    assert kit.fingerprints() == [sealing_key.fingerprint] and kit.k3s_token == TOKEN
+    with pytest.raises(WrongIdentity):  # not encrypted to the identity it is read with
+        age_file.read_kit(tmp_path / "kit.age", identity_files=[tmp_path / "ours.txt"])
+
+
+@pytest.mark.parametrize(
+    ("threshold", "total", "listed", "two_open"),
+    [(2, 3, 3, True), (3, 3, 3, False), (2, 4, 3, None)],
+    ids=["2-of-3", "3-of-3", "3-files-for-4-custodians"],
+)
+def test_shamir_backup_splits_the_kit_as_the_site_says(
+    tmp_path: Path,
+    sealing_key: SealingKey,
+    threshold: int,
+    total: int,
+    listed: int,
+    two_open: bool | None,
+) -> None:
+    shares = [tmp_path / f"custodian-{i}.share" for i in range(1, listed + 1)]
+    s = make_site(tmp_path, escrow=SHAMIR.format(shares=", ".join(map(str, shares)),
+                                                 m=threshold, n=total))  # fmt: skip
+
+    def backup() -> None:
+        service.backup(s, _cluster_holding(sealing_key), k3s_token=TOKEN, deploy_key=None,
+                       known_hosts=None)  # fmt: skip
+
+    if two_open is None:
+        with pytest.raises(
+            ConfigError, match=f"lists {listed} share file.* escrow.total is {total}"
+        ):
+            backup()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(("kit", "custodian"))]
+        return
+    backup()
+    assert [p.read_text().startswith(f"drboot-share-{i}-of-{total}:{threshold}:")
+            for i, p in enumerate(shares, 1)] == [True] * total  # fmt: skip
+    if two_open:
+        assert shamir.read_kit(tmp_path / "kit.shamir", shares[1:]).k3s_token == TOKEN
+    else:
+        with pytest.raises(TooFewShares):
+            shamir.read_kit(tmp_path / "kit.shamir", shares[1:])
