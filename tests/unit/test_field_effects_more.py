@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,18 +26,28 @@ import yaml
 from jinja2.nativetypes import NativeEnvironment
 
 from bootstrap.adapters.ansible import PlayResult
+from bootstrap.adapters.ssh import Result
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.journal import Journal
-from bootstrap.errors import ConfigError, EscrowError, PermanentError
+from bootstrap.errors import (
+    ConfigError,
+    EscrowError,
+    HostKeyMismatch,
+    PermanentError,
+    PreflightError,
+)
 from bootstrap.escrow import TooFewShares, WrongIdentity, age_file, service, shamir
 from bootstrap.escrow.backend import AgeFileBackend, ShamirBackend
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
+from bootstrap.hostkeys import HostKeyExpectation, PublicKey, decide
+from bootstrap.providers import provider_for
+from bootstrap.providers.base import HostInfo
 from bootstrap.settings import Site
 from bootstrap.siteload import load_site_text
 from bootstrap.steps import common, finish, hosts, kubernetes
 from bootstrap.steps.resources import RunResources
 from tests.conftest import REPO
-from tests.unit.test_field_effects import LocalShell, _role_defaults, context
+from tests.unit.test_field_effects import LocalResources, LocalShell, _role_defaults, context
 
 Obj = dict[str, Any]
 
@@ -568,3 +580,299 @@ def test_shamir_backup_splits_the_kit_as_the_site_says(
     else:
         with pytest.raises(TooFewShares):
             shamir.read_kit(tmp_path / "kit.shamir", shares[1:])
+
+
+# --------------------------------------------------------------------------- the site itself
+
+
+@pytest.mark.parametrize(
+    ("refused", "refusal", "accepted"),
+    [
+        ({"apiVersion": "drboot.dev/v2"}, "apiVersion: expected one of 'drboot.dev/v1'",
+         {"apiVersion": "drboot.dev/v1"}),
+        ({"kind": "Cluster"}, "kind: expected one of 'Site' (got 'Cluster')", {"kind": "Site"}),
+        ({"provider": "{type: lab, agents: 1}"},
+         "provider.agents: the lab's k3s stand-in has no agent mode",
+         {"provider": "{type: lab, agents: 0}"}),
+    ],
+    ids=["apiVersion", "kind", "lab-agents"],
+)  # fmt: skip
+def test_a_value_this_drboot_cannot_honour_is_refused(
+    tmp_path: Path, refused: dict[str, str], refusal: str, accepted: dict[str, str]
+) -> None:
+    """Fields that only state what the file is (or, for the lab's agents, what the lab cannot
+    do): a value this drboot cannot honour is refused where it stands, not ignored."""
+    with pytest.raises(ConfigError) as err:
+        make_site(tmp_path, **refused)
+    assert refusal in err.value.format() and "site.yaml:" in err.value.format()
+    make_site(tmp_path, **accepted)
+
+
+@pytest.mark.parametrize(
+    ("provider", "kind"), [(SITE["provider"], "static"), ("{type: lab}", "lab")]
+)
+def test_provider_type_picks_the_provider(tmp_path: Path, provider: str, kind: str) -> None:
+    prov = provider_for(make_site(tmp_path, provider=provider), tmp_path / "state")
+    assert (prov.kind, prov.creates_hosts) == (kind, kind == "lab")
+
+
+# --------------------------------------------------------------------------- hosts
+
+
+def test_static_hosts_reach_the_inventory_and_the_ssh_client(tmp_path: Path) -> None:
+    s = make_site(tmp_path, provider="{type: static, hosts: ["
+                  "{name: edge-1, address: edge.example.org, role: agent},"
+                  " {name: db-1, address: 192.0.2.11, ssh_port: 2222}]}")  # fmt: skip
+    ctx = from_site(tmp_path, s, "prepare-hosts")
+    groups = common.inventory(ctx)["all"]["children"]
+    assert groups["servers"]["hosts"] == {
+        "db-1": {"ansible_host": "192.0.2.11", "ansible_port": 2222, "ansible_user": "root"}
+    }
+    assert list(groups["first_server"]["hosts"]) == ["db-1"]
+    assert groups["agents"]["hosts"] == {
+        "edge-1": {"ansible_host": "edge.example.org", "ansible_port": 22, "ansible_user": "root"}
+    }
+    res = RunResources(ctx._scope.info())
+    targets = [res.new_ssh(h, HostKeyExpectation(), "connect").target for h in common.hosts(ctx)]
+    assert targets == ["root@192.0.2.11:2222", "root@edge.example.org"]
+
+
+@dataclass
+class LabHostStandIn:
+    name: str
+    address: str
+    host_public_key: str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFixture"
+    disks: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def slow_disk(self, directory: str, iops: int) -> None:
+        self.disks.append(("slow", directory, iops))
+
+    def fast_disk(self, directory: str, size_mib: int) -> None:
+        self.disks.append(("fast", directory, size_mib))
+
+
+@dataclass
+class LabStandIn:
+    """Stands in for ``bootstrap.lab.hosts.Lab`` (which needs root and systemd-nspawn): it
+    records how the lab provider asks for the lab, its hosts and their etcd disks."""
+
+    name: str
+    lab_dir: Path
+    index: int | None
+    hosts: list[LabHostStandIn] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, name: str, lab_dir: Path, index: int | None = None) -> LabStandIn:
+        made = cls(name, lab_dir, index)
+        LAB_STAND_INS.append(made)
+        return made
+
+    def create_host(self, name: str) -> LabHostStandIn:
+        host = LabHostStandIn(name, f"10.200.{self.index or 9}.{10 + len(self.hosts)}")
+        self.hosts.append(host)
+        return host
+
+
+LAB_STAND_INS: list[LabStandIn] = []
+
+
+@pytest.mark.parametrize(
+    ("provider", "kubernetes_", "names", "disk"),
+    [
+        ("{type: lab, state_dir: labs/a}", "{}", ["server-1"], ("fast", 512)),
+        ("{type: lab, state_dir: labs/b, servers: 3, disk: slow, slow_disk_iops: 120}",
+         "{topology: ha}", ["server-1", "server-2", "server-3"], ("slow", 120)),
+    ],
+    ids=["one-fast", "three-slow"],
+)  # fmt: skip
+def test_lab_provider_makes_the_lab_the_site_describes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+    kubernetes_: str,
+    names: list[str],
+    disk: tuple[str, int],
+) -> None:
+    from bootstrap.providers import lab
+
+    monkeypatch.setattr(lab, "Lab", LabStandIn)
+    LAB_STAND_INS.clear()
+    s = make_site(tmp_path, provider=provider, kubernetes=kubernetes_)
+    prov = provider_for(s, tmp_path / "state")
+    assert prov.wanted() == names
+    made = prov.create(prov.wanted(), lambda m: None)
+    (the_lab,) = LAB_STAND_INS
+    assert the_lab.name == "more" and the_lab.lab_dir.parent.parent == tmp_path / "labs"
+    assert [(h.name, h.role) for h in made] == [(n, "server") for n in names]
+    etcd = "/var/lib/rancher/k3s/server/db"
+    assert [h.disks for h in the_lab.hosts] == [[(disk[0], etcd, disk[1])]] * len(names)
+
+
+def _host_key() -> PublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    public = Ed25519PrivateKey.generate().public_key()
+    line = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return PublicKey.parse(line.decode())
+
+
+@dataclass
+class Handshake:
+    """Stands in for the SSH handshake (no sshd runs here): the host presents ``presented``
+    and drboot's own ``hostkeys.decide`` judges it against what the connect step expects,
+    as ``SSHClient`` does during key exchange."""
+
+    host: HostInfo
+    expected: HostKeyExpectation
+    presented: PublicKey
+
+    def __enter__(self) -> Handshake:
+        self.trusted_key = decide(self.host.address, self.host.ssh_port, self.presented,
+                                  self.expected)  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def run(self, cmd: str, timeout: float | None = None, check: bool = True) -> Result:
+        return Result(0, "", "")
+
+
+@pytest.mark.parametrize(
+    ("how", "trusted"),
+    [
+        ("pinned", "pinned"),
+        ("pinned-other", HostKeyMismatch),
+        ("known_hosts_file", "known_hosts"),
+        ("known_hosts_file-other", HostKeyMismatch),
+        ("home", "known_hosts"),  # no known_hosts_file: ~/.ssh/known_hosts
+        ("trust_on_first_use", "first-use"),
+        ("nothing", PermanentError),
+    ],
+)
+def test_connect_trusts_only_the_host_key_the_site_allows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str, trusted: str | type[Exception]
+) -> None:
+    presented, other = _host_key(), _host_key()
+    known = presented if how.endswith("file") else other
+    (tmp_path / "known_hosts").write_text(f"10.200.254.250 {known.openssh()}\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    if how == "home":
+        (tmp_path / "home" / ".ssh").mkdir(parents=True)
+        (tmp_path / "home" / ".ssh" / "known_hosts").write_text(
+            f"10.200.254.250 {presented.openssh()}\n"
+        )
+    pin = (presented if how == "pinned" else other).fingerprint
+    host = "{name: s1, address: 10.200.254.250"
+    host += f", host_key_fingerprint: '{pin}'}}" if how.startswith("pinned") else "}"
+    ssh = {
+        "known_hosts_file": "{known_hosts_file: known_hosts}",
+        "trust_on_first_use": "{trust_on_first_use: true}",
+    }.get(how.split("-")[0], "{}")
+    s = make_site(tmp_path, provider=f"{{type: static, hosts: [{host}]}}", ssh=ssh)
+    ctx = from_site(tmp_path, s, "connect")
+
+    class Resources(LocalResources):
+        def new_ssh(self, h: HostInfo, expected: HostKeyExpectation, step: str) -> Any:
+            return Handshake(h, expected, presented)
+
+    ctx._scope.shared[RunResources] = Resources(ctx._scope, LocalShell([]))
+    if isinstance(trusted, str):
+        hosts.connect(ctx)
+        assert ctx.outputs["host_keys"]["s1"]["source"] == trusted
+        assert ctx.outputs["host_keys"]["s1"]["fingerprint"] == presented.fingerprint
+    else:
+        with pytest.raises(trusted) as err:
+            hosts.connect(ctx)
+        assert type(err.value) is trusted
+
+
+@pytest.mark.parametrize(
+    ("ssh", "user", "key", "sent"),
+    [
+        ("{}", "root", "~/.ssh/id_ed25519", "true"),
+        ("{user: deploy, private_key_file: keys/ops}", "deploy", "keys/ops",
+         "sudo -n -- sh -c true"),
+        ("{user: deploy, sudo: false}", "deploy", "~/.ssh/id_ed25519", "true"),
+        ("{sudo: true}", "root", "~/.ssh/id_ed25519", "true"),  # root needs no sudo
+    ],
+)  # fmt: skip
+def test_ssh_user_key_and_sudo_reach_the_client_and_ansible(
+    tmp_path: Path, ssh: str, user: str, key: str, sent: str
+) -> None:
+    ctx = from_site(tmp_path, make_site(tmp_path, ssh=ssh), "prepare-hosts")
+    key_file = tmp_path / Path(key).expanduser()
+    client = RunResources(ctx._scope.info()).new_ssh(common.hosts(ctx)[0], HostKeyExpectation(),
+                                                     "connect")  # fmt: skip
+    assert (client.user, client.key_file) == (user, key_file)
+    assert client._wrap("true") == sent, "the command as it goes over the SSH channel"
+    assert common.ssh_key_file(ctx) == key_file, "the key Ansible is given"
+    hv = common.inventory(ctx)["all"]["children"]["servers"]["hosts"]["s1"]
+    assert hv["ansible_user"] == user
+
+
+# --------------------------------------------------------------------------- disk gate
+
+FIO_RUNS = REPO / "tests" / "fixtures" / "fio"
+
+
+@dataclass
+class FioReplay(LocalShell):
+    """Stands in for a server: answers the disk gate's fio job with a recorded run of real fio
+    (``tests/fixtures/fio``) and any other command with success."""
+
+    run_file: str = "vda-ext4.json"
+
+    def run(self, cmd: str, timeout: float | None = None, check: bool = True) -> Result:
+        self.commands.append(cmd)
+        fio = " fio --name=" in f" {cmd}"
+        return Result(0, (FIO_RUNS / self.run_file).read_text() if fio else "", "")
+
+
+@pytest.mark.parametrize(("enabled", "runs_fio"), [("true", True), ("false", False)])
+def test_disk_gate_enabled_decides_whether_fio_runs(
+    tmp_path: Path, enabled: str, runs_fio: bool
+) -> None:
+    shell = FioReplay([])
+    ctx = context(tmp_path, make_site(tmp_path, disk_gate=f"{{enabled: {enabled}}}"), "disk-gate",
+                  shell)  # fmt: skip
+    hosts.disk_gate(ctx)
+    assert any(" fio --name=" in f" {c}" for c in shell.commands) == runs_fio
+    assert len(ctx.outputs["verdicts"]) == int(runs_fio)
+
+
+@pytest.mark.parametrize(
+    ("run_file", "threshold", "passes"),
+    [("vda-ext4.json", 10, True), ("vda-ext4.json", 5, False),  # p99 7.57 ms
+     ("throttled-loop-400iops.json", 10, False), ("throttled-loop-400iops.json", 50, True)],
+)  # fmt: skip
+def test_disk_gate_threshold_decides_the_verdict(
+    tmp_path: Path, run_file: str, threshold: int, passes: bool
+) -> None:
+    s = make_site(tmp_path, disk_gate=f"{{p99_fdatasync_ms: {threshold}, runtime_limit: 7s}}")
+    shell = FioReplay([], run_file)
+    ctx = context(tmp_path, s, "disk-gate", shell)
+    if passes:
+        hosts.disk_gate(ctx)
+        assert ctx.outputs["verdicts"][0]["threshold_ms"] == threshold
+    else:
+        with pytest.raises(PreflightError, match=f"above the {threshold} ms threshold"):
+            hosts.disk_gate(ctx)
+    assert any(" --runtime=7 " in f"{c} " for c in shell.commands), shell.commands
+
+
+@pytest.mark.skipif(shutil.which("fio") is None, reason="needs fio (make setup installs it)")
+def test_disk_gate_runtime_limit_stops_fio(tmp_path: Path) -> None:
+    """A 1 GiB job in fdatasync'd 2300-byte writes takes many minutes on any disk; the
+    runtime_limit stops it after one second (its verdict still counts)."""
+    etcd = tmp_path / "etcd-disk"
+    s = make_site(tmp_path, disk_gate=f"{{size: 1g, directory: {etcd}, runtime_limit: 1s,"
+                                      " p99_fdatasync_ms: 10000}")  # fmt: skip
+    ctx = context(tmp_path, s, "disk-gate", LocalShell([]))
+    started = time.monotonic()
+    hosts.disk_gate(ctx)
+    assert time.monotonic() - started < 30
+    syncs = ctx.outputs["verdicts"][0]["syncs"]
+    assert 0 < syncs < (1 << 30) // 2300 // 20, "stopped long before the job's size"
+    assert not list(etcd.glob("etcd-gate.*")), "the gate removes its job file"
