@@ -10,12 +10,16 @@ stand-in is said so beside it. The k3s role is the real one, rendered as Ansible
 
 from __future__ import annotations
 
+import base64
 import copy
+import dataclasses
+import itertools
 import json
 import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -35,6 +39,7 @@ from bootstrap.errors import (
     HostKeyMismatch,
     PermanentError,
     PreflightError,
+    WaitTimeout,
 )
 from bootstrap.escrow import TooFewShares, WrongIdentity, age_file, service, shamir
 from bootstrap.escrow.backend import AgeFileBackend, ShamirBackend
@@ -44,19 +49,20 @@ from bootstrap.providers import provider_for
 from bootstrap.providers.base import HostInfo
 from bootstrap.settings import Site
 from bootstrap.siteload import load_site_text
-from bootstrap.steps import common, finish, hosts, kubernetes
+from bootstrap.steps import common, finish, gitops, hosts, keys, kubernetes, preflight
 from bootstrap.steps.resources import RunResources
 from tests.conftest import REPO
 from tests.unit.test_field_effects import LocalResources, LocalShell, _role_defaults, context
 
 Obj = dict[str, Any]
 
+URL = "https://git.example.invalid/platform.git"
 SITE = {
     "apiVersion": "drboot.dev/v1",
     "name": "more",
     "provider": "{type: static, hosts: [{name: s1, address: 10.200.254.250}]}",
     "escrow": "{backend: age, bundle: kit.age, identity_files: [id.txt]}",
-    "repo": "{url: https://git.example.invalid/platform.git}",
+    "repo": f"{{url: {URL}}}",
 }
 
 
@@ -421,9 +427,6 @@ def test_api_ready_timeout_bounds_the_wait_for_the_api(
 def test_kubernetes_token_reference_must_resolve_before_anything_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bootstrap.errors import PreflightError
-    from bootstrap.steps import preflight
-
     key = tmp_path / "id_ed25519"
     key.write_text("an SSH key\n")
     s = make_site(tmp_path, kubernetes="{token: {env: DRBOOT_TEST_K3S_TOKEN}}",
@@ -876,3 +879,237 @@ def test_disk_gate_runtime_limit_stops_fio(tmp_path: Path) -> None:
     syncs = ctx.outputs["verdicts"][0]["syncs"]
     assert 0 < syncs < (1 << 30) // 2300 // 20, "stopped long before the job's size"
     assert not list(etcd.glob("etcd-gate.*")), "the gate removes its job file"
+
+
+# --------------------------------------------------------------------------- sealed secrets
+
+
+def test_sealed_secrets_namespace_and_controller_name_reach_the_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sealing_key: SealingKey
+) -> None:
+    cluster = RecordingCluster()
+    cluster.served = sealing_key.tls_crt.encode()  # the controller serves the restored key
+    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
+    monkeypatch.setattr(RunResources, "kit", lambda self: _kit(sealing_key))
+    s = make_site(tmp_path, sealed_secrets="{namespace: sealing, controller_name: ss-prod}")
+    ctx = context(tmp_path, s, "install-sealed-secrets")
+    keys.install_sealed_secrets(ctx)
+    for kind in ("Deployment", "Service", "ServiceAccount"):
+        assert cluster.get("v1", kind, "ss-prod", "sealing") is not None, kind
+    namespaces = {ns for kind, ns, _ in cluster.objects if kind not in CLUSTER_SCOPED}
+    assert namespaces == {"sealing"}
+    assert ctx.outputs["controller"] == "ss-prod"
+    verify = context(tmp_path, s, "verify-sealing-key")
+    keys.verify_sealing_key(verify)
+    assert cluster.proxied == [("sealing", "ss-prod", keys.CERT_PORT, "/v1/cert.pem")]
+    assert verify.outputs["serving_fingerprint"] == sealing_key.fingerprint
+
+
+@pytest.mark.parametrize(("period", "warned"), [("30d", True), ("60d", False)])
+def test_key_renewal_period_decides_the_backup_warning(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sealing_key: SealingKey,
+    period: str,
+    warned: bool,
+) -> None:
+    """The newest escrowed key is 45 days old: older than a 30-day renewal period (the
+    controller makes a new key at once, so a fresh backup is due), younger than 60 days."""
+    old = dataclasses.replace(sealing_key, not_before=sealing_key.not_before - timedelta(days=45))
+    cluster = RecordingCluster()
+    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
+    monkeypatch.setattr(RunResources, "kit", lambda self: _kit(old))
+    s = make_site(tmp_path, sealed_secrets=f"{{namespace: sealing, key_renewal_period: {period}}}")
+    ctx = context(tmp_path, s, "restore-sealing-keys")
+    keys.restore_sealing_keys(ctx)
+    assert cluster.get("v1", "Secret", old.name, "sealing") is not None
+    warning = ctx.outputs.get("warning")
+    assert (warning is not None) == warned
+    if warned:
+        assert "older than the renewal period (30 days)" in warning
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_verify_in_preflight_decides_whether_the_repo_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sealing_key: SealingKey, verify: bool
+) -> None:
+    checked: list[str] = []
+
+    def check_repo(site: Site, kit: RecoveryKit) -> None:
+        """Stands in for cloning and decrypting the repo (test_escrow_cli.py does it for real)."""
+        checked.append(site.repo.url)
+        raise PreflightError("stand-in: the repo was checked")
+
+    monkeypatch.setattr(service, "check_repo", check_repo)
+    monkeypatch.setattr(RunResources, "kit", lambda self: _kit(sealing_key))
+    s = make_site(tmp_path, sealed_secrets=f"{{verify_in_preflight: {str(verify).lower()}}}")
+    ctx = context(tmp_path, s, "preflight-escrow")
+    if verify:
+        with pytest.raises(PreflightError, match="stand-in"):
+            preflight.check_escrow(ctx)
+    else:
+        preflight.check_escrow(ctx)
+        assert "verify_in_preflight" in ctx.noops[0]
+    assert checked == ([URL] if verify else [])
+
+
+# --------------------------------------------------------------------------- gitops
+
+COMMIT = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
+
+
+def _root_summary(obj: Obj) -> Obj:
+    """What a root object says about where it points (kind, namespace and spec essentials)."""
+    spec, meta = obj["spec"], obj["metadata"]
+    out: Obj = {"kind": obj["kind"], "namespace": meta["namespace"]}
+    if obj["kind"] == "Application":
+        out |= {"project": spec["project"], **spec["source"]}
+    elif obj["kind"] == "GitRepository":
+        out |= {"url": spec["url"], "ref": spec["ref"], "interval": spec["interval"]}
+    else:
+        out |= {"path": spec["path"], "interval": spec["interval"]}
+    return out
+
+
+@pytest.mark.parametrize(
+    ("sections", "roots"),
+    [
+        pytest.param({}, [{"kind": "Application", "namespace": "argocd", "project": "default",
+                           "repoURL": URL, "targetRevision": "main", "path": "."}],
+                     id="argocd-defaults"),
+        pytest.param({"reconciler": "{type: argocd, namespace: gitops, project: infra}",
+                      "repo": f"{{url: {URL}, revision: release-7, path: apps/prod}}"},
+                     [{"kind": "Application", "namespace": "gitops", "project": "infra",
+                       "repoURL": URL, "targetRevision": "release-7", "path": "apps/prod"}],
+                     id="argocd-namespace-project-revision-path"),
+        pytest.param({"reconciler": "{type: argocd, app_of_apps: clusters/prod}",
+                      "repo": f"{{url: {URL}, path: apps/prod}}"},
+                     [{"kind": "Application", "namespace": "argocd", "project": "default",
+                       "repoURL": URL, "targetRevision": "main", "path": "clusters/prod"}],
+                     id="argocd-app_of_apps"),
+        pytest.param({"reconciler": "{type: flux, namespace: fs, interval: 90s}",
+                      "repo": f"{{url: {URL}, revision: {COMMIT}, path: apps/prod}}"},
+                     [{"kind": "GitRepository", "namespace": "fs", "url": URL,
+                       "ref": {"commit": COMMIT}, "interval": "1m30s"},
+                      {"kind": "Kustomization", "namespace": "fs", "path": "./apps/prod",
+                       "interval": "1m30s"}],
+                     id="flux-namespace-interval-revision-path"),
+        pytest.param({"reconciler": "{type: flux}"},
+                     [{"kind": "GitRepository", "namespace": "flux-system", "url": URL,
+                       "ref": {"branch": "main"}, "interval": "1m"},
+                      {"kind": "Kustomization", "namespace": "flux-system", "path": "./",
+                       "interval": "1m"}],
+                     id="flux-defaults"),
+    ],
+)  # fmt: skip
+def test_point_at_repo_builds_the_root_objects_the_site_describes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sections: dict[str, str], roots: list[Obj]
+) -> None:
+    cluster = RecordingCluster()
+    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
+    gitops.point_at_repo(context(tmp_path, make_site(tmp_path, **sections), "point-at-repo"))
+    kinds = ("Application", "GitRepository", "Kustomization")
+    assert [_root_summary(o) for o in cluster.objects.values() if o["kind"] in kinds] == roots
+
+
+def _secret_data(secret: Obj | None, key: str) -> str:
+    assert secret is not None
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+@pytest.mark.parametrize("reconciler", ["argocd", "flux"])
+def test_repo_deploy_key_and_known_hosts_reach_the_reconciler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reconciler: str
+) -> None:
+    deploy_key = "-----BEGIN OPENSSH PRIVATE KEY-----\nZmllbGQtZWZmZWN0cw==\n-----END ..."
+    known = "git.example.invalid ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKnownHost"
+    monkeypatch.setenv("DRBOOT_TEST_DEPLOY_KEY", deploy_key)
+    (tmp_path / "known_hosts").write_text(known + "\n")
+    cluster = RecordingCluster()
+    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
+    repo = (
+        "{url: 'ssh://git@git.example.invalid/org/platform.git',"
+        " deploy_key: {env: DRBOOT_TEST_DEPLOY_KEY}, known_hosts: {file: known_hosts}}"
+    )
+    s = make_site(tmp_path, reconciler=f"{{type: {reconciler}}}", repo=repo)
+    gitops.point_at_repo(context(tmp_path, s, "point-at-repo"))
+    secrets = [o for o in cluster.objects.values() if o["kind"] == "Secret"]
+    assert len(secrets) == 1
+    if reconciler == "argocd":
+        assert _secret_data(secrets[0], "sshPrivateKey").strip() == deploy_key
+        ((kind, ns, name, patch),) = cluster.patches
+        assert (kind, ns, name) == ("ConfigMap", "argocd", "argocd-ssh-known-hosts-cm")
+        assert known in patch["data"]["ssh_known_hosts"]
+    else:
+        assert _secret_data(secrets[0], "identity").strip() == deploy_key
+        assert _secret_data(secrets[0], "known_hosts").strip() == known
+        (source,) = [o for o in cluster.objects.values() if o["kind"] == "GitRepository"]
+        assert source["spec"]["secretRef"] == {"name": secrets[0]["metadata"]["name"]}
+
+
+def _application(name: str, ready: bool) -> Obj:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": "argocd"},
+        "status": {"sync": {"status": "Synced"},
+                   "health": {"status": "Healthy" if ready else "Progressing"}},
+    }  # fmt: skip
+
+
+def _wait(tmp_path: Path, s: Site, cluster: RecordingCluster, timeout: float = 60) -> StepContext:
+    """Run wait-synced (a step timeout of ``timeout`` s bounds the wait if the site's did not)."""
+    ctx = context(tmp_path, s, "wait-synced")
+    ctx = StepContext(ctx._scope, "wait-synced", timeout)
+    gitops.wait_synced(ctx)
+    return ctx
+
+
+@pytest.mark.parametrize(("poll", "stable"), [(1, 1), (1, 2), (2, 2)])
+def test_sync_wait_polls_and_holds_as_the_site_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, poll: int, stable: int
+) -> None:
+    cluster = RecordingCluster()
+    cluster.create(_application("root", ready=True))
+    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
+    s = make_site(tmp_path, sync_wait=f"{{poll_interval: {poll}s, stable_for: {stable}s}}")
+    started = time.monotonic()
+    ctx = _wait(tmp_path, s, cluster)
+    took = time.monotonic() - started
+    looks = cluster.lists["Application"]
+    gaps = [b - a for a, b in itertools.pairwise(looks)]
+    assert gaps and all(poll - 0.05 <= g < poll + 0.5 for g in gaps), gaps
+    assert stable <= took < stable + poll + 0.5
+    assert ctx.outputs["stable_for"] == stable
+
+
+@pytest.mark.parametrize(
+    ("sync_wait", "ready", "ignored"),
+    [
+        ("{timeout: 2s}", False, []),
+        ("{timeout: 2s, require_all: false}", True, []),
+        ("{timeout: 2s, ignore_apps: [legacy]}", True, ["legacy"]),
+    ],
+)
+def test_sync_wait_decides_which_apps_count_and_when_to_give_up(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sync_wait: str,
+    ready: bool,
+    ignored: list[str],
+) -> None:
+    """The root app is ready, ``legacy`` never is."""
+    cluster = RecordingCluster()
+    cluster.create(_application("root", ready=True))
+    cluster.create(_application("legacy", ready=False))
+    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
+    s = make_site(tmp_path, sync_wait=sync_wait[:-1] + ", poll_interval: 1s, stable_for: 1s}")
+    started = time.monotonic()
+    if ready:
+        ctx = _wait(tmp_path, s, cluster, timeout=30)
+        assert list(ctx.outputs["apps"]) == ["root"] and ctx.outputs["ignored"] == ignored
+    else:
+        timeout = s.sync_wait.timeout.total_seconds()
+        with pytest.raises(WaitTimeout, match=r"\(sync_wait.timeout\): .*legacy"):
+            _wait(tmp_path, s, cluster, timeout=30)
+        assert timeout <= time.monotonic() - started < timeout + 1.5
