@@ -15,55 +15,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bootstrap import secretrefs
 from bootstrap.errors import ConfigError, EscrowError, PreflightError
 from bootstrap.escrow.backend import EscrowBackend, make_backend
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
 from bootstrap.escrow.scan import VerifyReport, find_sealed_secrets, verify
 from bootstrap.fsutil import write_atomic
+from bootstrap.sitetypes.secretrefs import SecretRef
 
 KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
 LEGACY_KEY_NAME = "sealed-secrets-key"
-
-
-def _secret_ref_value(ref: Any) -> str | None:
-    """Read an {env}/{file} reference (for a passphrase file)."""
-    import os
-
-    if ref is None:
-        return None
-    if getattr(ref, "env", None):
-        return os.environ.get(str(ref.env))
-    if getattr(ref, "file", None):
-        return Path(str(ref.file)).expanduser().read_text().rstrip("\n")
-    return None
 
 
 def backend_for(site: Any) -> EscrowBackend:
     """The escrow backend a site describes."""
     esc = site.escrow
     if esc.backend == "age":
-        passphrase_env = None
         prompt = None
         if esc.passphrase is not None:
-            if getattr(esc.passphrase, "env", None):
-                passphrase_env = str(esc.passphrase.env)
-            else:
-                ref = esc.passphrase
+            ref: SecretRef = esc.passphrase
 
-                def prompt() -> str:
-                    value = _secret_ref_value(ref)
-                    if not value:
-                        raise EscrowError(
-                            "escrow passphrase file is empty", hint="check escrow.passphrase.file"
-                        )
-                    return value
+            def prompt() -> str:
+                return secretrefs.resolve(ref, field="escrow.passphrase")
 
         return make_backend(
             "age",
             esc.bundle,
             recipients=list(esc.recipients),
             identity_files=list(esc.identity_files),
-            passphrase_env=passphrase_env,
             prompt=prompt,
         )
     return make_backend("shamir", esc.bundle, share_paths=list(esc.shares), threshold=esc.threshold)
@@ -81,14 +60,16 @@ def open_kit(site: Any) -> RecoveryKit:
 
 
 @contextlib.contextmanager
-def private_files(kit: RecoveryKit) -> Iterator[tuple[str | None, str | None]]:
-    """The kit's deploy key and known_hosts as 0600 files that vanish afterwards."""
+def private_files(
+    deploy_key: str | None, known_hosts: str | None
+) -> Iterator[tuple[str | None, str | None]]:
+    """A deploy key and known_hosts as 0600 files that vanish afterwards (None: no file)."""
     with tempfile.TemporaryDirectory(prefix="drboot-git-") as tmp:
         key = known = None
-        if kit.deploy_key:
-            key = str(write_atomic(Path(tmp) / "deploy_key", kit.deploy_key.rstrip("\n") + "\n"))
-        if kit.known_hosts:
-            known = str(write_atomic(Path(tmp) / "known_hosts", kit.known_hosts))
+        if deploy_key:
+            key = str(write_atomic(Path(tmp) / "deploy_key", deploy_key.rstrip("\n") + "\n"))
+        if known_hosts:
+            known = str(write_atomic(Path(tmp) / "known_hosts", known_hosts.rstrip("\n") + "\n"))
         yield key, known
 
 
@@ -126,12 +107,11 @@ def check_repo(site: Any, kit: RecoveryKit) -> RepoCheck:
     from bootstrap.adapters import git
 
     repo = site.repo
+    deploy_key = secretrefs.resolve(repo.deploy_key, lambda: kit, field="repo.deploy_key")
+    known_hosts = secretrefs.resolve(repo.known_hosts, lambda: kit, field="repo.known_hosts")
     with (
         tempfile.TemporaryDirectory(prefix="drboot-repo-") as tmp,
-        private_files(kit) as (
-            key,
-            known,
-        ),
+        private_files(deploy_key, known_hosts) as (key, known),
     ):
         dest = Path(tmp) / "repo"
         commit = git.clone(repo.url, repo.revision, dest, ssh_key_file=key, known_hosts_file=known)

@@ -18,6 +18,21 @@ from bootstrap.providers.base import HostInfo, Progress
 from bootstrap.providers.plugin import K3sBundle
 from bootstrap.settings import Site
 
+# What runs for real and what is simulated in the lab (the run report lists them).
+LAB_STANDINS = {
+    "k3s": "LAB STAND-IN: the real kube-apiserver and kube-controller-manager v1.20 run under "
+    "a k3s stand-in (no kubelet, no container runtime)",
+    "pods": "LAB STAND-IN: a kubelet shim writes Pod status after checking referenced "
+    "Secrets/ConfigMaps; no container runs",
+    "sealed-secrets": "LAB STAND-IN of the Sealed Secrets controller (real key handling and "
+    "decryption, no container)",
+    "argocd": "LAB STAND-IN of the Argo CD application controller (same objects and status "
+    "fields, no container)",
+    "flux": "LAB STAND-IN of Flux's source- and kustomize-controller (same objects and status "
+    "fields, no container)",
+}
+LAB_REAL = "real: the hosts (systemd-nspawn), systemd, sshd, apt, Ansible, fio, the API server"
+
 
 def lab_state_dir(site: Site) -> Path:
     """Where a lab site's hosts, stand-ins and seeded material live."""
@@ -33,7 +48,8 @@ class LabCluster:
 
     def __init__(self, site: Site, state_root: Path) -> None:
         self.state_dir = lab_state_dir(site)
-        self.standins = StandinProcess(self.state_dir)
+        self.process = StandinProcess(self.state_dir)
+        self.reconciler = str(site.reconciler.type)
 
     def k3s_bundle(self) -> K3sBundle | None:
         from bootstrap.lab.binaries import kube_bin_dir
@@ -45,25 +61,29 @@ class LabCluster:
         )
 
     def on_api_ready(self, kubeconfig: Path, progress: Progress) -> None:
-        if self.standins.pid() is None:
+        if self.process.pid() is None:
             progress("starting the lab controller stand-ins (Sealed Secrets, Argo CD, Flux)")
-            self.standins.start(kubeconfig)
+            self.process.start(kubeconfig)
 
     def sealing_cert(
         self, kube: KubeAPI, namespace: str, service: str, port: int, progress: Progress
     ) -> bytes:
-        pem = self.standins.cert()
+        pem = self.process.cert()
         if pem is None:
             raise TransientError(
                 "the LAB STAND-IN Sealed Secrets controller does not answer on loopback",
                 target=f"{namespace}/{service}",
-                hint=f"read {self.standins.log}; `drboot lab status SITE`",
+                hint=f"read {self.process.log}; `drboot lab status SITE`",
             )
         progress("certificate read from the LAB STAND-IN controller (lab pods have no IPs)")
         return pem
 
     def nodes_to_wait_for(self, hosts: list[HostInfo]) -> int:
         return 0  # the k3s stand-in runs no kubelet: no node ever registers
+
+    def standins(self) -> list[str]:
+        parts = ["k3s", "pods", "sealed-secrets", self.reconciler]
+        return [f"{p}: {LAB_STANDINS[p]}" for p in parts if p in LAB_STANDINS] + [LAB_REAL]
 
     def close(self) -> None:
         return None

@@ -42,6 +42,9 @@ class Provider(Protocol):
     # False: the hosts exist before drboot and outlive it (static); a drill's teardown then
     # uninstalls k3s from them instead of destroying them.
     creates_hosts: bool
+    # True: the provider makes the operator's SSH key itself (``ssh_key_file`` once it exists);
+    # False: the site's ``ssh.private_key_file`` must be readable before anything starts.
+    manages_ssh_key: bool
 
     def wanted(self) -> list[str]:
         """Host names the site wants, servers first."""

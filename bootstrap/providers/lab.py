@@ -24,6 +24,7 @@ register_plugin("lab", LabCluster)
 class LabHosts:
     kind = "lab"
     creates_hosts = True
+    manages_ssh_key = True  # each lab makes its operator key when it is created
 
     def __init__(self, site: Site, state_root: Path | None = None) -> None:
         assert isinstance(site.provider, LabProvider)

@@ -51,6 +51,10 @@ class ClusterPlugin(Protocol):
         """How many nodes must be Ready before the cluster counts as up (0: do not wait)."""
         ...
 
+    def standins(self) -> list[str]:
+        """What in this world is simulated rather than real (the report names each)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -72,6 +76,9 @@ class ProductionCluster:
 
     def nodes_to_wait_for(self, hosts: list[HostInfo]) -> int:
         return len(hosts)
+
+    def standins(self) -> list[str]:
+        return []
 
     def close(self) -> None:
         return None

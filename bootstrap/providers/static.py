@@ -12,6 +12,7 @@ from bootstrap.settings import Site, StaticProvider
 class StaticHosts:
     kind = "static"
     creates_hosts = False
+    manages_ssh_key = False
 
     def __init__(self, site: Site, state_root: Path | None = None) -> None:
         assert isinstance(site.provider, StaticProvider)

@@ -7,16 +7,33 @@ ServiceAccounts in ``argocd``), a repository Secret (label
 ``argocd.argoproj.io/secret-type: repository``), a root Application with automated sync, and
 the reading of ``status.sync`` / ``status.health`` / ``status.conditions`` of every
 Application. All functions are pure over dicts, except ``install_objects`` reading the
-pinned manifest file.
+pinned manifest file. ``ArgoCD`` puts them behind the ``Reconciler`` interface the steps use.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bootstrap.reconcilers.base import WORKLOAD_KINDS, AppState, Obj, meta, relocate
+from bootstrap.reconcilers.base import (
+    WORKLOAD_KINDS,
+    AppList,
+    AppState,
+    KeySecret,
+    Obj,
+    RepoSource,
+    WorkloadRef,
+    meta,
+    relocate,
+)
+from bootstrap.reconcilers.base import key_fingerprint as key_fingerprint  # re-exported
+from bootstrap.reconcilers.base import secret_value as secret_value  # re-exported
+
+if TYPE_CHECKING:
+    from bootstrap.settings import ArgocdReconciler, Repo
 
 MANIFEST = Path(__file__).resolve().parent.parent / "manifests" / "argo-cd" / "install.yaml"
 UPSTREAM_NAMESPACE = "argocd"  # what the manifest's ClusterRoleBinding subjects name
@@ -67,20 +84,6 @@ def repo_secret(namespace: str, url: str, ssh_private_key: str | None) -> Obj:
         "type": "Opaque",
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
-
-
-def secret_value(secret: Obj | None, key: str) -> str | None:
-    """A decoded ``data`` value of a Secret (stringData is never stored by the server)."""
-    raw = ((secret or {}).get("data") or {}).get(key)
-    return base64.b64decode(raw).decode() if raw is not None else None
-
-
-def key_fingerprint(private_key: str | None) -> str | None:
-    """A short, non-reversible tag of a private key, for messages (never the key)."""
-    if private_key is None:
-        return None
-    digest = hashlib.sha256(private_key.strip().encode()).hexdigest()
-    return f"sha256:{digest[:16]}"
 
 
 def root_application(namespace: str, *, url: str, revision: str, path: str, project: str) -> Obj:
@@ -176,3 +179,68 @@ def resource_ref(r: Obj) -> tuple[str, str, str, str | None]:
     """(apiVersion, kind, name, namespace) of a ``status.resources`` entry."""
     api = f"{r['group']}/{r['version']}" if r.get("group") else str(r.get("version") or "v1")
     return api, str(r.get("kind")), str(r.get("name")), r.get("namespace")
+
+
+def unhealthy_workloads(app: Obj) -> list[WorkloadRef]:
+    """The workloads among an Application's unhealthy resources."""
+    return [resource_ref(r) for r in unhealthy_resources(app) if r.get("kind") in WORKLOAD_KINDS]
+
+
+# --------------------------------------------------------------------------- the interface
+
+
+@dataclass(frozen=True)
+class ArgoCD:
+    """Argo CD behind the ``Reconciler`` interface: one root Application (app of apps) in
+    ``namespace``, a repository Secret, known_hosts in ``argocd-ssh-known-hosts-cm``."""
+
+    namespace: str
+    project: str = "default"
+    app_of_apps: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: ArgocdReconciler) -> ArgoCD:
+        return cls(str(settings.namespace), str(settings.project), settings.app_of_apps)
+
+    def install_objects(self) -> list[Obj]:
+        return install_objects(self.namespace)
+
+    def workloads(self, objs: list[Obj]) -> list[tuple[str, str]]:
+        return workloads(objs)
+
+    def source(self, repo: Repo) -> RepoSource:
+        """Argo CD fetches every URL drboot accepts; the root app follows ``app_of_apps``."""
+        return RepoSource(repo.url, repo.revision, self.app_of_apps or repo.path)
+
+    def key_secret(
+        self, source: RepoSource, deploy_key: str | None, known_hosts: str | None
+    ) -> KeySecret:
+        """Always a repository Secret (it declares the repo); the key only for ssh."""
+        return KeySecret(repo_secret(self.namespace, source.url, deploy_key), "sshPrivateKey")
+
+    def known_hosts_configmap(self) -> str:
+        return KNOWN_HOSTS_CM
+
+    def known_hosts_patch(self, live: Obj | None, lines: str) -> Obj | None:
+        return known_hosts_patch(live, lines)
+
+    def root_objects(self, source: RepoSource, secret: KeySecret | None) -> list[Obj]:
+        return [
+            root_application(self.namespace, url=source.url, revision=source.revision,
+                             path=source.path, project=self.project)
+        ]  # fmt: skip
+
+    def spec_differences(self, wanted: Obj, live: Obj | None) -> list[str]:
+        return spec_differences(wanted, live)
+
+    def apps(self) -> AppList:
+        return AppList(APP_API, APP_KIND, self.namespace)
+
+    def app_state(self, app: Obj) -> AppState:
+        return app_state(app)
+
+    def workload_refs(self, app: Obj) -> list[WorkloadRef]:
+        return unhealthy_workloads(app)
+
+    def root_apps(self) -> frozenset[tuple[str, str]]:
+        return frozenset({(self.namespace, ROOT_APP)})

@@ -1,22 +1,157 @@
-"""What Argo CD and Flux have in common for drboot: pure judgements over plain dicts.
+"""What Argo CD and Flux have in common for drboot: the ``Reconciler`` interface the GitOps
+steps talk to, and pure judgements over plain dicts.
 
 Why it exists: the GitOps steps observe the cluster (lists of objects) and must decide three
 things without side effects, so that they can be tested table-driven with real-shaped objects:
 is the pinned reconciler installed (CRDs and workloads with the pinned images), are its own
-workloads available, and is every app Synced+Healthy (and if not, why). The reconciler modules
-(``argocd``, ``flux``) build on these; nothing here talks to a server.
+workloads available, and is every app Synced+Healthy (and if not, why). The steps never ask
+which reconciler they hold: what differs (the install, the objects that point it at the repo,
+where its apps live and how to read them) is behind ``Reconciler``, implemented by
+``argocd.ArgoCD`` and ``flux.Flux`` and looked up by ``reconcilers.reconciler_for``. Nothing
+here talks to a server.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+if TYPE_CHECKING:
+    from bootstrap.settings import Repo
 
 Obj: TypeAlias = dict[str, Any]
+WorkloadRef: TypeAlias = tuple[str, str, str, str | None]  # apiVersion, kind, name, namespace
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+# --------------------------------------------------------------------------- the interface
+
+
+@dataclass(frozen=True)
+class RepoSource:
+    """The config repo as the reconciler follows it (the URL in a form it can fetch)."""
+
+    url: str
+    revision: str
+    path: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"url": self.url, "revision": self.revision, "path": self.path}
+
+
+@dataclass(frozen=True)
+class KeySecret:
+    """The Secret that gives the reconciler the repo's credentials, and the ``data`` field
+    holding the deploy key (compared with the escrowed key; never rotated)."""
+
+    obj: Obj
+    key_field: str
+
+    @property
+    def name(self) -> str:
+        return str(self.obj["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.obj["metadata"]["namespace"])
+
+
+@dataclass(frozen=True)
+class AppList:
+    """Where the reconciler's apps are listed: one ``kube.list(api, kind, namespace)``
+    (``namespace`` None: every namespace)."""
+
+    api: str
+    kind: str
+    namespace: str | None
+
+
+class Reconciler(Protocol):
+    """What the GitOps steps need of a reconciler. Pure: builds objects and reads them; the
+    steps do the talking to the cluster."""
+
+    @property
+    def namespace(self) -> str:
+        """The namespace it is installed into (and keeps its own objects in)."""
+        ...
+
+    def install_objects(self) -> list[Obj]:
+        """The pinned install manifest, moved into ``namespace``."""
+        ...
+
+    def workloads(self, objs: list[Obj]) -> list[tuple[str, str]]:
+        """(kind, name) of the install's own workloads, waited for after installing."""
+        ...
+
+    def source(self, repo: Repo) -> RepoSource:
+        """The repo as this reconciler follows it; ``ConfigError`` when it cannot follow the
+        URL (checked before anything is installed)."""
+        ...
+
+    def key_secret(
+        self, source: RepoSource, deploy_key: str | None, known_hosts: str | None
+    ) -> KeySecret | None:
+        """The repository-credentials Secret (None: this reconciler needs none here)."""
+        ...
+
+    def known_hosts_configmap(self) -> str | None:
+        """The ConfigMap in ``namespace`` the reconciler reads known_hosts from, or None when
+        they travel in the key Secret."""
+        ...
+
+    def known_hosts_patch(self, live: Obj | None, lines: str) -> Obj | None:
+        """A merge patch adding ``lines`` to that ConfigMap (None: all there already)."""
+        ...
+
+    def root_objects(self, source: RepoSource, secret: KeySecret | None) -> list[Obj]:
+        """The object(s) that make it follow ``source``, applied in order."""
+        ...
+
+    def spec_differences(self, wanted: Obj, live: Obj | None) -> list[str]:
+        """Spec fields of a root object that the live one lacks (empty: as wanted)."""
+        ...
+
+    def apps(self) -> AppList:
+        """Where its apps are listed."""
+        ...
+
+    def app_state(self, app: Obj) -> AppState:
+        """An app's sync/health as drboot judges it."""
+        ...
+
+    def workload_refs(self, app: Obj) -> list[WorkloadRef]:
+        """The workloads an unready app manages, whose Pods say why it is not ready."""
+        ...
+
+    def root_apps(self) -> frozenset[tuple[str, str]]:
+        """(namespace, name) of the apps drboot creates (``sync_wait.require_all: false``)."""
+        ...
+
+
+def object_ref(obj: Obj) -> str:
+    """``Kind namespace/name`` of an object, for messages and outputs."""
+    m = meta(obj)
+    where = f"{m['namespace']}/{m['name']}" if m.get("namespace") else str(m.get("name"))
+    return f"{obj.get('kind')} {where}"
+
+
+def secret_value(secret: Obj | None, key: str) -> str | None:
+    """A decoded ``data`` value of a Secret (stringData is never stored by the server)."""
+    raw = ((secret or {}).get("data") or {}).get(key)
+    return base64.b64decode(raw).decode() if raw is not None else None
+
+
+def key_fingerprint(private_key: str | None) -> str | None:
+    """A short, non-reversible tag of a private key, for messages (never the key)."""
+    if private_key is None:
+        return None
+    digest = hashlib.sha256(private_key.strip().encode()).hexdigest()
+    return f"sha256:{digest[:16]}"
 
 
 @dataclass(frozen=True)

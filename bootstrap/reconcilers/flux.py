@@ -13,10 +13,26 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bootstrap.reconcilers.base import WORKLOAD_KINDS, AppState, Obj, meta, relocate
+from bootstrap.errors import ConfigError
+from bootstrap.reconcilers.base import (
+    WORKLOAD_KINDS,
+    AppList,
+    AppState,
+    KeySecret,
+    Obj,
+    RepoSource,
+    WorkloadRef,
+    meta,
+    relocate,
+)
+
+if TYPE_CHECKING:
+    from bootstrap.settings import FluxReconciler, Repo
 
 MANIFEST = Path(__file__).resolve().parent.parent / "manifests" / "flux" / "install.yaml"
 UPSTREAM_NAMESPACE = "flux-system"
@@ -141,3 +157,87 @@ def app_state(ks: Obj) -> AppState:
     health = "Degraded" if ready.get("status") == "False" else "Progressing"
     reason = f"{ready.get('reason') or 'NotReady'}: {ready.get('message') or ''}".rstrip(": ")
     return AppState(name, ns, sync, health, reason)
+
+
+def inventory_workloads(ks: Obj) -> list[WorkloadRef]:
+    """The workloads in a Kustomization's ``status.inventory`` (entry ids are
+    ``<namespace>_<name>_<group>_<kind>``, ``v`` the version; core objects have no group)."""
+    out: list[WorkloadRef] = []
+    for e in ((ks.get("status") or {}).get("inventory") or {}).get("entries") or []:
+        parts = str(e.get("id", "")).split("_")
+        if len(parts) == 4 and parts[3] in WORKLOAD_KINDS:
+            ns, name, group, kind = parts
+            api = f"{group}/{e.get('v')}" if group else str(e.get("v"))
+            out.append((api, kind, name, ns or None))
+    return out
+
+
+# --------------------------------------------------------------------------- the interface
+
+
+@dataclass(frozen=True)
+class Flux:
+    """Flux behind the ``Reconciler`` interface: a GitRepository and a Kustomization named
+    ``flux-system`` in ``namespace``, the deploy key and known_hosts in one Secret."""
+
+    namespace: str
+    interval: timedelta = timedelta(minutes=1)
+
+    @classmethod
+    def from_settings(cls, settings: FluxReconciler) -> Flux:
+        return cls(str(settings.namespace), settings.interval)
+
+    def install_objects(self) -> list[Obj]:
+        return install_objects(self.namespace)
+
+    def workloads(self, objs: list[Obj]) -> list[tuple[str, str]]:
+        return workloads(objs)
+
+    def source(self, repo: Repo) -> RepoSource:
+        """The repo with its URL as Flux fetches it; file:// and local paths are refused."""
+        url = source_url(repo.url)
+        if url is None:
+            raise ConfigError(
+                f"reconciler flux cannot follow repo.url {repo.url}: Flux's GitRepository "
+                "accepts only http(s):// and ssh:// URLs (its CRD refuses file:// and local "
+                "paths)",
+                hint="serve the repository over ssh:// or https://, or use reconciler.type: argocd",
+            )
+        return RepoSource(url, repo.revision, repo.path)
+
+    def key_secret(
+        self, source: RepoSource, deploy_key: str | None, known_hosts: str | None
+    ) -> KeySecret | None:
+        """The ``flux create secret git`` Secret, only when there is a deploy key."""
+        if deploy_key is None:
+            return None
+        return KeySecret(deploy_key_secret(self.namespace, deploy_key, known_hosts), "identity")
+
+    def known_hosts_configmap(self) -> None:
+        return None  # known_hosts travel in the key Secret
+
+    def known_hosts_patch(self, live: Obj | None, lines: str) -> None:
+        return None
+
+    def root_objects(self, source: RepoSource, secret: KeySecret | None) -> list[Obj]:
+        """The GitRepository (with the key Secret, if any), then the Kustomization."""
+        return [
+            git_repository(self.namespace, url=source.url, revision=source.revision,
+                           interval=self.interval, secret=secret.name if secret else None),
+            kustomization(self.namespace, path=source.path, interval=self.interval),
+        ]  # fmt: skip
+
+    def spec_differences(self, wanted: Obj, live: Obj | None) -> list[str]:
+        return spec_differences(wanted, live)
+
+    def apps(self) -> AppList:
+        return AppList(KS_API, APP_KIND, None)  # Kustomizations in every namespace
+
+    def app_state(self, app: Obj) -> AppState:
+        return app_state(app)
+
+    def workload_refs(self, app: Obj) -> list[WorkloadRef]:
+        return inventory_workloads(app)
+
+    def root_apps(self) -> frozenset[tuple[str, str]]:
+        return frozenset({(self.namespace, ROOT)})

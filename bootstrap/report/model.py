@@ -16,26 +16,13 @@ from typing import Any, TypeVar
 
 from bootstrap.outputs import AppsSynced, DiskGated, KeysRestored
 from bootstrap.records import OutputFormatError, RunRow, StepOutput, StepRow
+from bootstrap.settings import Site
 
 Out = TypeVar("Out", bound=StepOutput)
 
 SCHEMA = "drboot.dev/report/v1"
 RTO_STEP = "wait-synced"
 
-# What runs for real and what is simulated when the provider is the lab.
-LAB_STANDINS = {
-    "k3s": "LAB STAND-IN: the real kube-apiserver and kube-controller-manager v1.20 run under "
-    "a k3s stand-in (no kubelet, no container runtime)",
-    "pods": "LAB STAND-IN: a kubelet shim writes Pod status after checking referenced "
-    "Secrets/ConfigMaps; no container runs",
-    "sealed-secrets": "LAB STAND-IN of the Sealed Secrets controller (real key handling and "
-    "decryption, no container)",
-    "argocd": "LAB STAND-IN of the Argo CD application controller (same objects and status "
-    "fields, no container)",
-    "flux": "LAB STAND-IN of Flux's source- and kustomize-controller (same objects and status "
-    "fields, no container)",
-}
-LAB_REAL = "real: the hosts (systemd-nspawn), systemd, sshd, apt, Ansible, fio, the API server"
 
 
 @dataclass(frozen=True)
@@ -47,7 +34,23 @@ class Context:
     reconciler: str
     now: float
     writing_step: str | None = None  # the step writing this report: done once it is on disk
+    standins: tuple[str, ...] = ()  # what the provider's world simulated (named in the report)
     description: str = ""  # the site file's free text for humans, shown under the title
+
+
+def context_for(
+    site: Site, standins: Sequence[str], now: float, writing_step: str | None = None
+) -> Context:
+    """The report's context for a run of ``site`` (its objective, provider, reconciler)."""
+    return Context(
+        objective_seconds=site.rto.objective.total_seconds(),
+        provider=str(site.provider.type),
+        reconciler=str(site.reconciler.type),
+        now=now,
+        writing_step=writing_step,
+        standins=tuple(standins),
+        description=site.description,
+    )
 
 
 def iso(ts: float | None) -> str | None:
@@ -145,13 +148,6 @@ def decisions(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def standins(provider: str, reconciler: str) -> list[str]:
-    if provider != "lab":
-        return []
-    parts = ["k3s", "pods", "sealed-secrets", reconciler]
-    return [f"{p}: {LAB_STANDINS[p]}" for p in parts if p in LAB_STANDINS] + [LAB_REAL]
-
-
 def build(
     run: RunRow,
     steps: Sequence[StepRow],
@@ -180,5 +176,5 @@ def build(
         "apps": apps,
         "warnings": warnings(steps, events),
         "decisions": decisions(events),
-        "lab_standins": standins(ctx.provider, ctx.reconciler),
+        "lab_standins": list(ctx.standins),
     }

@@ -12,21 +12,8 @@ from bootstrap.engine.step import RetryPolicy
 from bootstrap.errors import PermanentError
 from bootstrap.outputs import Reported, TornDown
 from bootstrap.report import model
-from bootstrap.settings import Site
 from bootstrap.steps import common
 from bootstrap.steps.registry import DRILL_EXTRA, REPORT_STEP, step
-
-
-def report_context(site: Site, now: float, writing_step: str | None = None) -> model.Context:
-    """What the report needs to know about the site besides the journal."""
-    return model.Context(
-        objective_seconds=site.rto.objective.total_seconds(),
-        provider=str(site.provider.type),
-        reconciler=str(site.reconciler.type),
-        now=now,
-        writing_step=writing_step,
-        description=site.description,
-    )
 
 
 def from_journal(journal_path: Path, run_id: str, ctx: model.Context) -> dict[str, Any]:
@@ -51,7 +38,9 @@ def report(ctx: StepContext) -> None:
     formats = list(site.report.formats)
     if not ctx.will(f"write the {', '.join(formats)} report into {directory}"):
         return
-    info = report_context(site, time.time(), writing_step=ctx.step_id)
+    info = model.context_for(
+        site, common.plugin(ctx).standins(), time.time(), writing_step=ctx.step_id
+    )
     try:
         data = from_journal(ctx.state_root / "journal.sqlite", ctx.run_id, info)
     except KeyError:

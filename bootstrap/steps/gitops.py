@@ -2,28 +2,24 @@
 
 Each step observes first: the pinned reconciler already installed, the repository Secret and
 root object already as wanted, are reported as no change. The deploy key is never rotated: a
-repository Secret holding another key is refused, not overwritten. The wait lists every
-Application (Argo CD) or Kustomization (Flux) once per poll interval (one API call), and
+repository Secret holding another key is refused, not overwritten. The wait lists every app
+(an Argo CD Application, a Flux Kustomization) once per poll interval (one API call), and
 only when something is not ready looks at the unready workloads' Pods to say why.
+
+The steps never ask which reconciler the site names: what differs between Argo CD and Flux is
+behind ``bootstrap.reconcilers.base.Reconciler``, found by ``reconciler_for``. Secret values
+come from ``bootstrap.secretrefs``; every wait runs in ``bootstrap.steps.polling``.
 """
 
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
-from types import ModuleType
-from typing import Any
+from dataclasses import dataclass, field
 
+from bootstrap import secretrefs
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
-from bootstrap.errors import (
-    ConfigError,
-    EscrowError,
-    PermanentError,
-    TransientError,
-    WaitTimeout,
-)
+from bootstrap.errors import EscrowError, PermanentError, TransientError, WaitTimeout
+from bootstrap.kubeapi import KubeAPI
 from bootstrap.outputs import (
     AppRecord,
     AppsSynced,
@@ -31,46 +27,35 @@ from bootstrap.outputs import (
     RepoPointed,
     RepoPointer,
 )
-from bootstrap.reconcilers import argocd, flux
+from bootstrap.reconcilers import reconciler_for
 from bootstrap.reconcilers.base import (
-    WORKLOAD_KINDS,
     AppState,
+    KeySecret,
     Obj,
+    Reconciler,
     Tally,
     first_pod_problem,
     install_drift,
+    key_fingerprint,
+    object_ref,
     pinned_refs,
+    secret_value,
     selector_string,
     tally,
     workload_problem,
 )
+from bootstrap.settings import Repo
 from bootstrap.steps import common
+from bootstrap.steps.polling import Judgement, Look, wait_until
 from bootstrap.steps.registry import step
 
 WORKLOAD_WAIT = 600.0
-HEARTBEAT = 30.0  # seconds between progress events when nothing changes
+WORKLOAD_POLL = 1.0
 DIAGNOSE_EVERY = 10.0  # seconds between looks at the Pods of unready apps
 
 
-def _module(ctx: StepContext) -> ModuleType:
-    return argocd if ctx.site.reconciler.type == "argocd" else flux
-
-
-def _namespace(ctx: StepContext) -> str:
-    return str(ctx.site.reconciler.namespace)
-
-
-def _flux_url(ctx: StepContext) -> str:
-    """The repo URL Flux can fetch, or a ConfigError before anything is installed."""
-    url = str(ctx.site.repo.url)
-    found = flux.source_url(url)
-    if found is None:
-        raise ConfigError(
-            f"reconciler flux cannot follow repo.url {url}: Flux's GitRepository accepts only "
-            "http(s):// and ssh:// URLs (its CRD refuses file:// and local paths)",
-            hint="serve the repository over ssh:// or https://, or use reconciler.type: argocd",
-        )
-    return found
+def _reconciler(ctx: StepContext) -> Reconciler:
+    return reconciler_for(ctx.site.reconciler)
 
 
 # --------------------------------------------------------------------------- install
@@ -79,19 +64,18 @@ def _flux_url(ctx: StepContext) -> str:
 @step("install-reconciler", after=["verify-sealing-key"], timeout=1800)
 def install_reconciler(ctx: StepContext) -> None:
     """Install Argo CD or Flux from the pinned upstream manifests."""
-    rec = ctx.site.reconciler
-    if rec.type == "flux":
-        _flux_url(ctx)
-    mod = _module(ctx)
-    ns = _namespace(ctx)
-    objs: list[Obj] = mod.install_objects(ns)
+    settings = ctx.site.reconciler
+    rec = _reconciler(ctx)
+    rec.source(ctx.site.repo)  # a repo it cannot follow is refused before anything is installed
+    ns = rec.namespace
+    objs = rec.install_objects()
     kube = common.kube(ctx)
     live = {
         (kind, name): kube.get(api, kind, name, None if kind == "CustomResourceDefinition" else ns)
         for api, kind, name in pinned_refs(objs)
     }
     drift = install_drift(objs, live)
-    what = f"{rec.type} {rec.version}"
+    what = f"{settings.type} {settings.version}"
     if not drift:
         ctx.noop(f"{what} installed (CRDs and workloads with the pinned images)", target=ns)
     elif ctx.will(
@@ -105,71 +89,66 @@ def install_reconciler(ctx: StepContext) -> None:
         kube.apply_manifest(objs, namespace=ns)
     else:
         return
-    names = mod.workloads(objs)
+    names = rec.workloads(objs)
     _wait_workloads(ctx, kube, ns, names)
     ctx.record(
         ReconcilerInstalled(
-            reconciler=rec.type,
-            version=rec.version,
+            reconciler=settings.type,
+            version=settings.version,
             namespace=ns,
             workloads=[f"{k}/{n}" for k, n in names],
         )
     )
 
 
-def _wait_workloads(ctx: StepContext, kube: Any, ns: str, names: list[tuple[str, str]]) -> None:
+def _wait_workloads(ctx: StepContext, kube: KubeAPI, ns: str, names: list[tuple[str, str]]) -> None:
     """Poll the reconciler's own Deployments/StatefulSets until each is available."""
-    deadline = time.monotonic() + min(WORKLOAD_WAIT, ctx.remaining())
     kinds = sorted({k for k, _ in names})
-    last = ""
-    while True:
+
+    def observe(look: Look) -> list[str]:
+        """What keeps each workload from being available (empty: all are)."""
         live: dict[tuple[str, str], Obj] = {}
         for kind in kinds:
             for o in kube.list("apps/v1", kind, ns):
                 live[(kind, o["metadata"]["name"])] = o
-        problems = [
+        return [
             f"{k} {n}: {p}"
             for k, n in names
             if (p := workload_problem(live.get((k, n)))) is not None
         ]
+
+    def judge(problems: list[str]) -> Judgement:
         if not problems:
-            ctx.progress(f"{len(names)} workloads available", target=ns)
-            return
-        text = f"{len(names) - len(problems)}/{len(names)} workloads available"
-        if text != last:
-            ctx.progress(f"{text}; waiting for {'; '.join(problems)}", target=ns)
-            last = text
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(
-                f"the reconciler's workloads are not available: {'; '.join(problems)}",
-                target=ns,
-                hint=f"kubectl -n {ns} describe pods; then `drboot resume {ctx.run_id}`",
-            )
-        time.sleep(1.0)
+            return Judgement(True, f"{len(names)} workloads available")
+        return Judgement(
+            False,
+            f"{len(names) - len(problems)}/{len(names)} workloads available",
+            f"waiting for {'; '.join(problems)}",
+        )
+
+    def give_up(problems: list[str] | None, waited: float) -> WaitTimeout:
+        return WaitTimeout(
+            "the reconciler's workloads are not available: "
+            + ("; ".join(problems) if problems is not None else "the API did not answer"),
+            target=ns,
+            hint=f"kubectl -n {ns} describe pods; then `drboot resume {ctx.run_id}`",
+        )
+
+    wait_until(
+        observe, judge, give_up=give_up,
+        timeout=min(WORKLOAD_WAIT, ctx.remaining()), interval=WORKLOAD_POLL,
+        progress=lambda message, **data: ctx.progress(message, target=ns, **data),
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- point at the repo
 
 
-def _ref_value(ref: Any, from_kit: str | None) -> str | None:
-    """Resolve a ``{escrow}``/``{env}``/``{file}`` reference (the value is never logged)."""
-    if ref is None:
-        return None
-    if getattr(ref, "escrow", None):
-        return from_kit
-    if getattr(ref, "env", None):
-        return os.environ.get(str(ref.env))
-    if getattr(ref, "file", None):
-        return Path(str(ref.file)).expanduser().read_text()
-    return None
-
-
 def _deploy_key(ctx: StepContext) -> str | None:
-    repo = ctx.site.repo
+    repo: Repo = ctx.site.repo
     if repo.kind() != "ssh":
         return None
-    kit = common.kit(ctx) if getattr(repo.deploy_key, "escrow", None) else None
-    key = _ref_value(repo.deploy_key, kit.deploy_key if kit else None)
+    key = secretrefs.resolve(repo.deploy_key, lambda: common.kit(ctx), field="repo.deploy_key")
     if not key:
         raise EscrowError(
             f"repo {repo.url} is an ssh URL but no deploy key was found "
@@ -180,31 +159,27 @@ def _deploy_key(ctx: StepContext) -> str | None:
 
 
 def _known_hosts(ctx: StepContext) -> str | None:
-    repo = ctx.site.repo
+    repo: Repo = ctx.site.repo
     if repo.kind() != "ssh":
         return None
-    kit = common.kit(ctx) if getattr(repo.known_hosts, "escrow", None) else None
-    return _ref_value(repo.known_hosts, kit.known_hosts if kit else None)
+    return secretrefs.resolve(repo.known_hosts, lambda: common.kit(ctx), field="repo.known_hosts")
 
 
-def _ensure_key_secret(
-    ctx: StepContext, kube: Any, wanted: Obj, key_field: str, key: str | None
-) -> None:
+def _ensure_key_secret(ctx: StepContext, kube: KubeAPI, wanted: KeySecret, key: str | None) -> None:
     """Create the Secret holding the deploy key, or find it as wanted; never rotate it."""
-    m = wanted["metadata"]
-    where = f"{m['namespace']}/{m['name']}"
-    live = kube.get("v1", "Secret", m["name"], m["namespace"])
+    where = f"{wanted.namespace}/{wanted.name}"
+    live = kube.get("v1", "Secret", wanted.name, wanted.namespace)
     if live is None:
-        fp = argocd.key_fingerprint(key)
+        fp = key_fingerprint(key)
         if ctx.will("create the repository Secret" + (f" (deploy key {fp})" if fp else ""),
                     target=where):  # fmt: skip
-            kube.create(wanted)
+            kube.create(wanted.obj)
         return
-    have = argocd.secret_value(live, key_field)
+    have = secret_value(live, wanted.key_field)
     if key is not None and (have or "").strip() != key.strip():
         raise PermanentError(
-            f"Secret {where} holds deploy key {argocd.key_fingerprint(have)}, not the escrowed "
-            f"{argocd.key_fingerprint(key)}; drboot never rotates a deploy key",
+            f"Secret {where} holds deploy key {key_fingerprint(have)}, not the escrowed "
+            f"{key_fingerprint(key)}; drboot never rotates a deploy key",
             target=where,
             hint="check which key the git host accepts; delete the Secret if the escrowed one "
             f"is right (or back the other up into the escrow), then `drboot resume {ctx.run_id}`",
@@ -213,72 +188,49 @@ def _ensure_key_secret(
              "repository Secret present", target=where)  # fmt: skip
 
 
-@step("point-at-repo", after=["install-reconciler"], timeout=600)
-def point_at_repo(ctx: StepContext) -> None:
-    """Give the reconciler the deploy key and the root Application / Kustomization."""
-    if ctx.site.reconciler.type == "flux":
-        _point_flux(ctx)
-    else:
-        _point_argocd(ctx)
+def _ensure_known_hosts(ctx: StepContext, kube: KubeAPI, rec: Reconciler, known: str) -> None:
+    """Add the escrowed known_hosts to the reconciler's known-hosts ConfigMap, if it has one."""
+    name = rec.known_hosts_configmap()
+    if name is None:  # they travel in the key Secret
+        return
+    patch = rec.known_hosts_patch(kube.get("v1", "ConfigMap", name, rec.namespace), known)
+    if patch is None:
+        ctx.noop("escrowed known_hosts present", target=name)
+    elif ctx.will("add the escrowed known_hosts", target=name):
+        kube.patch("v1", "ConfigMap", name, patch, rec.namespace)
 
 
-def _apply_root(ctx: StepContext, kube: Any, mod: ModuleType, wanted: Obj) -> None:
+def _apply_root(ctx: StepContext, kube: KubeAPI, rec: Reconciler, wanted: Obj) -> None:
     m = wanted["metadata"]
-    where = f"{wanted['kind']} {m['namespace']}/{m['name']}"
+    where = object_ref(wanted)
     live = kube.get(wanted["apiVersion"], wanted["kind"], m["name"], m["namespace"])
-    diff = mod.spec_differences(wanted, live)
+    diff = rec.spec_differences(wanted, live)
     if not diff:
         ctx.noop("already follows the repo as wanted", target=where)
     elif ctx.will("create" if live is None else f"update {', '.join(diff)}", target=where):
         kube.apply(wanted)
 
 
-def _point_argocd(ctx: StepContext) -> None:
-    rec, repo = ctx.site.reconciler, ctx.site.repo
-    ns = _namespace(ctx)
+@step("point-at-repo", after=["install-reconciler"], timeout=600)
+def point_at_repo(ctx: StepContext) -> None:
+    """Give the reconciler the deploy key and the root object(s) that follow the repo."""
+    rec = _reconciler(ctx)
+    source = rec.source(ctx.site.repo)
     kube = common.kube(ctx)
     key = _deploy_key(ctx)
-    _ensure_key_secret(ctx, kube, argocd.repo_secret(ns, repo.url, key), "sshPrivateKey", key)
     known = _known_hosts(ctx)
+    secret = rec.key_secret(source, key, known)
+    if secret is not None:
+        _ensure_key_secret(ctx, kube, secret, key)
     if known:
-        cm = kube.get("v1", "ConfigMap", argocd.KNOWN_HOSTS_CM, ns)
-        patch = argocd.known_hosts_patch(cm, known)
-        if patch is None:
-            ctx.noop("escrowed known_hosts present", target=argocd.KNOWN_HOSTS_CM)
-        elif ctx.will("add the escrowed known_hosts", target=argocd.KNOWN_HOSTS_CM):
-            kube.patch("v1", "ConfigMap", argocd.KNOWN_HOSTS_CM, patch, ns)
-    root = argocd.root_application(
-        ns, url=repo.url, revision=repo.revision, path=rec.app_of_apps or repo.path,
-        project=rec.project,
-    )  # fmt: skip
-    _apply_root(ctx, kube, argocd, root)
+        _ensure_known_hosts(ctx, kube, rec, known)
+    roots = rec.root_objects(source, secret)
+    for root in roots:
+        _apply_root(ctx, kube, rec, root)
     ctx.record(
         RepoPointed(
-            root=[f"{argocd.APP_KIND} {ns}/{argocd.ROOT_APP}"],
-            repo=RepoPointer(repo.url, repo.revision, rec.app_of_apps or repo.path),
-        )
-    )
-
-
-def _point_flux(ctx: StepContext) -> None:
-    rec, repo = ctx.site.reconciler, ctx.site.repo
-    url = _flux_url(ctx)
-    ns = _namespace(ctx)
-    kube = common.kube(ctx)
-    key = _deploy_key(ctx)
-    if key is not None:
-        secret = flux.deploy_key_secret(ns, key, _known_hosts(ctx))
-        _ensure_key_secret(ctx, kube, secret, "identity", key)
-    source = flux.git_repository(
-        ns, url=url, revision=repo.revision, interval=rec.interval,
-        secret=flux.ROOT if key is not None else None,
-    )  # fmt: skip
-    _apply_root(ctx, kube, flux, source)
-    _apply_root(ctx, kube, flux, flux.kustomization(ns, path=repo.path, interval=rec.interval))
-    ctx.record(
-        RepoPointed(
-            root=[f"GitRepository {ns}/{flux.ROOT}", f"Kustomization {ns}/{flux.ROOT}"],
-            repo=RepoPointer(url, repo.revision, repo.path),
+            root=[object_ref(r) for r in roots],
+            repo=RepoPointer(source.url, source.revision, source.path),
         )
     )
 
@@ -286,35 +238,9 @@ def _point_flux(ctx: StepContext) -> None:
 # --------------------------------------------------------------------------- wait
 
 
-def _list_apps(ctx: StepContext, kube: Any) -> list[Obj]:
-    if ctx.site.reconciler.type == "flux":
-        found: list[Obj] = kube.list(flux.KS_API, flux.APP_KIND)
-        return found
-    apps: list[Obj] = kube.list(argocd.APP_API, argocd.APP_KIND, _namespace(ctx))
-    return apps
-
-
-def _workload_refs(ctx: StepContext, app: Obj) -> list[tuple[str, str, str, str | None]]:
-    """(apiVersion, kind, name, namespace) of the workloads an unready app manages."""
-    if ctx.site.reconciler.type == "argocd":
-        return [
-            argocd.resource_ref(r)
-            for r in argocd.unhealthy_resources(app)
-            if r.get("kind") in WORKLOAD_KINDS
-        ]
-    out = []
-    for e in ((app.get("status") or {}).get("inventory") or {}).get("entries") or []:
-        parts = str(e.get("id", "")).split("_")
-        if len(parts) == 4 and parts[3] in WORKLOAD_KINDS:
-            ns, name, group, kind = parts
-            out.append((f"{group}/{e.get('v')}" if group else str(e.get("v")), kind, name,
-                        ns or None))  # fmt: skip
-    return out
-
-
-def _diagnose(ctx: StepContext, kube: Any, app: Obj, state: AppState) -> AppState:
+def _diagnose(kube: KubeAPI, rec: Reconciler, app: Obj, state: AppState) -> AppState:
     """Replace the reason with what the first unavailable workload's Pods say."""
-    for api, kind, name, ns in _workload_refs(ctx, app)[:3]:
+    for api, kind, name, ns in rec.workload_refs(app)[:3]:
         w = kube.get(api, kind, name, ns)
         problem = workload_problem(w)
         if problem is None or w is None:
@@ -328,12 +254,48 @@ def _diagnose(ctx: StepContext, kube: Any, app: Obj, state: AppState) -> AppStat
     return state
 
 
-def _scope(ctx: StepContext, states: list[AppState]) -> list[AppState]:
-    """With ``require_all: false`` only drboot's root object(s) count."""
-    if ctx.site.sync_wait.require_all:
-        return states
-    root = argocd.ROOT_APP if ctx.site.reconciler.type == "argocd" else flux.ROOT
-    return [s for s in states if s.name == root and s.namespace == _namespace(ctx)]
+@dataclass
+class _AppWatch:
+    """One look at every app per poll: list them (one API call), judge each, and every
+    ``DIAGNOSE_EVERY`` seconds (and on the final look) ask the unready ones' Pods why."""
+
+    kube: KubeAPI
+    rec: Reconciler
+    require_all: bool
+    ignore: tuple[str, ...]
+    last_diagnosis: float = float("-inf")
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, look: Look) -> Tally:
+        where = self.rec.apps()
+        apps: list[Obj] = self.kube.list(where.api, where.kind, where.namespace)
+        by_name = {(a["metadata"].get("namespace", ""), a["metadata"]["name"]): a for a in apps}
+        current = tally(self._scope([self.rec.app_state(a) for a in apps]), self.ignore)
+        if current.waiting and (look.now - self.last_diagnosis >= DIAGNOSE_EVERY or look.final):
+            self.last_diagnosis = look.now
+            self.reasons = {}
+            for s in current.waiting:
+                try:
+                    better = _diagnose(self.kube, self.rec, by_name[(s.namespace, s.name)], s)
+                except TransientError:
+                    continue
+                self.reasons[s.name] = better.reason
+        return _with_reasons(current, self.reasons)
+
+    def _scope(self, states: list[AppState]) -> list[AppState]:
+        """With ``require_all: false`` only drboot's root object(s) count."""
+        if self.require_all:
+            return states
+        roots = self.rec.root_apps()
+        return [s for s in states if (s.namespace, s.name) in roots]
+
+
+def _judge(t: Tally) -> Judgement:
+    return Judgement(
+        t.all_ready,
+        t.summary(),
+        data={"ready": len(t.ready), "total": t.total, "waiting": [s.name for s in t.waiting]},
+    )
 
 
 @step("wait-synced", after=["point-at-repo"], timeout=7200, retry=RetryPolicy.none())
@@ -343,63 +305,26 @@ def wait_synced(ctx: StepContext) -> None:
     if ctx.dry_run:
         ctx.will(f"wait up to {int(sw.timeout.total_seconds())}s for every app Synced+Healthy")
         return
-    kube = common.kube(ctx)
-    started = time.monotonic()
-    deadline = started + min(sw.timeout.total_seconds(), max(1.0, ctx.remaining() - 5))
+    rec = _reconciler(ctx)
     stable = sw.stable_for.total_seconds()
-    poll = sw.poll_interval.total_seconds()
-    since: float | None = None  # monotonic time all apps became ready (this streak)
-    ready_wall: float | None = None
-    last_text, last_emit, last_diag = "", 0.0, 0.0
-    reasons: dict[str, str] = {}
-    current: Tally = tally([])
-    while True:
-        now = time.monotonic()
-        try:
-            apps = _list_apps(ctx, kube)
-        except TransientError as e:
-            ctx.progress(f"API not answering ({e.message}); polling on")
-            apps = None
-        if apps is not None:
-            by_name = {(a["metadata"].get("namespace", ""), a["metadata"]["name"]): a for a in apps}
-            states = _scope(ctx, [_module(ctx).app_state(a) for a in apps])
-            current = tally(states, sw.ignore_apps)
-            diagnose = current.waiting and (now - last_diag >= DIAGNOSE_EVERY or now >= deadline)
-            if diagnose:
-                last_diag = now
-                reasons = {}
-                for s in current.waiting:
-                    try:
-                        better = _diagnose(ctx, kube, by_name[(s.namespace, s.name)], s)
-                    except TransientError:
-                        continue
-                    reasons[s.name] = better.reason
-            current = _with_reasons(current, reasons)
-            if current.all_ready:
-                if since is None:
-                    since, ready_wall = now, time.time()
-            else:
-                since, ready_wall = None, None
-        text = current.summary()
-        if text != last_text or now - last_emit >= HEARTBEAT:
-            ctx.progress(
-                text + (f" (stable for {now - since:.0f}/{stable:.0f}s)" if since else ""),
-                ready=len(current.ready), total=current.total,
-                waiting=[s.name for s in current.waiting],
-            )  # fmt: skip
-            last_text, last_emit = text, now
-        if since is not None and now - since >= stable:
-            break
-        if now >= deadline:
-            _timeout(ctx, current, time.monotonic() - started)
-        time.sleep(max(0.05, min(poll, deadline - time.monotonic())))
-    took = time.monotonic() - started
+    watch = _AppWatch(common.kube(ctx), rec, sw.require_all, tuple(sw.ignore_apps))
+
+    def give_up(last: Tally | None, waited: float) -> WaitTimeout:
+        return _timeout(ctx, last or tally([]), waited, rec.namespace)
+
+    waited = wait_until(
+        watch, _judge, give_up=give_up,
+        timeout=min(sw.timeout.total_seconds(), max(1.0, ctx.remaining() - 5)),
+        interval=sw.poll_interval.total_seconds(), stable_for=stable,
+        progress=ctx.progress,
+    )  # fmt: skip
+    current, took = waited.last, waited.seconds
     ctx.record(
         AppsSynced(
             apps={s.name: AppRecord(**s.to_dict()) for s in current.ready},
             ignored=list(current.ignored),
             seconds=round(took, 3),
-            ready_at=ready_wall,
+            ready_at=waited.ready_at,
             stable_for=stable,
         )
     )
@@ -415,7 +340,7 @@ def _with_reasons(t: Tally, reasons: dict[str, str]) -> Tally:
     return Tally(t.ready, waiting, t.ignored)
 
 
-def _timeout(ctx: StepContext, t: Tally, took: float) -> None:
+def _timeout(ctx: StepContext, t: Tally, took: float, namespace: str) -> WaitTimeout:
     sw = ctx.site.sync_wait
     if not t.total:
         what = "no application appeared"
@@ -423,9 +348,9 @@ def _timeout(ctx: StepContext, t: Tally, took: float) -> None:
         what = "not Synced+Healthy: " + "; ".join(s.line() for s in t.waiting)
     else:
         what = f"apps were ready but not for {sw.stable_for.total_seconds():.0f}s in a row"
-    raise WaitTimeout(
+    return WaitTimeout(
         f"gave up after {took:.0f}s (sync_wait.timeout): {what}",
-        target=_namespace(ctx),
+        target=namespace,
         hint="fix the apps named (their repo path, missing Secrets), or list them in "
         f"sync_wait.ignore_apps; then `drboot resume {ctx.run_id}`",
     )

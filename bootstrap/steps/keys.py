@@ -15,12 +15,14 @@ from typing import Any
 
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
-from bootstrap.errors import PermanentError, TransientError
+from bootstrap.errors import PermanentError, TransientError, WaitTimeout
 from bootstrap.escrow.kit import SealingKey
 from bootstrap.escrow.service import KEY_LABEL
 from bootstrap.kubeapi import KubeAPI, Obj
 from bootstrap.outputs import KeysRestored, RestoredKey, SealedSecretsInstalled, SealingKeyVerified
+from bootstrap.reconcilers.base import workload_problem
 from bootstrap.steps import common
+from bootstrap.steps.polling import Judgement, wait_until
 from bootstrap.steps.registry import step
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests" / "sealed-secrets"
@@ -191,17 +193,36 @@ def install_sealed_secrets(ctx: StepContext) -> None:
         )
     else:
         return
-    ctx.progress("waiting for the controller Deployment to become available", target=name)
-    kube.wait_for(
-        "apps/v1",
-        "Deployment",
-        name,
-        _available,
-        ns,
-        timeout=min(300.0, ctx.remaining()),
-        what="available",
-    )
+    _wait_available(ctx, kube, ns, name)
     ctx.record(SealedSecretsInstalled(version=ctx.site.sealed_secrets.version, controller=name))
+
+
+def _wait_available(ctx: StepContext, kube: KubeAPI, ns: str, name: str) -> None:
+    """Poll the controller Deployment until it is rolled out and available."""
+    where = f"{ns}/{name}"
+
+    def why(obj: Obj | None) -> str:
+        return workload_problem(obj) or "rolling out"
+
+    def judge(obj: Obj | None) -> Judgement:
+        if _available(obj):
+            return Judgement(True, "controller Deployment available")
+        return Judgement(False, "waiting for the controller Deployment to become available",
+                         why(obj))  # fmt: skip
+
+    def give_up(obj: Obj | None, waited: float) -> WaitTimeout:
+        return WaitTimeout(
+            f"Deployment {where} not available after {waited:.0f}s: {why(obj)}",
+            target=where,
+            hint=f"kubectl -n {ns} describe pods -l app.kubernetes.io/name=sealed-secrets; then "
+            f"`drboot resume {ctx.run_id}`",
+        )
+
+    wait_until(
+        lambda _look: kube.get("apps/v1", "Deployment", name, namespace=ns),
+        judge, give_up=give_up, timeout=min(300.0, ctx.remaining()), interval=0.5,
+        progress=lambda message, **data: ctx.progress(message, target=name, **data),
+    )  # fmt: skip
 
 
 def _available(obj: dict[str, Any] | None) -> bool:

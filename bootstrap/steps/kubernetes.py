@@ -6,14 +6,16 @@ from pathlib import Path
 
 import yaml
 
+from bootstrap import secretrefs
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
-from bootstrap.errors import PermanentError
+from bootstrap.errors import PermanentError, PreflightError, WaitTimeout
 from bootstrap.fsutil import write_atomic
 from bootstrap.kubeapi import KubeAPI
 from bootstrap.outputs import ApiReachable, K3sInstalled
 from bootstrap.steps import common
 from bootstrap.steps.hosts import report_changes
+from bootstrap.steps.polling import Judgement, Progress, wait_until
 from bootstrap.steps.registry import step
 
 K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
@@ -21,7 +23,8 @@ K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 
 @step("install-k3s", after=["prepare-hosts"], timeout=3600)
 def install_k3s(ctx: StepContext) -> None:
-    """Install k3s with the escrowed cluster token (Ansible k3s playbook)."""
+    """Install k3s with the cluster token ``kubernetes.token`` names (by default the escrowed
+    one) through the Ansible k3s playbook."""
     k8s = ctx.site.kubernetes
     n = len(common.hosts(ctx))
     bundle = common.plugin(ctx).k3s_bundle() if k8s.install == "airgap" else None
@@ -48,7 +51,14 @@ def install_k3s(ctx: StepContext) -> None:
         if k8s.download_url:
             group_vars["k3s_download_url"] = k8s.download_url
         group_vars["k3s_sha256"] = k8s.sha256 or ""
-    token = common.kit(ctx).k3s_token
+    token = secretrefs.resolve(k8s.token, lambda: common.kit(ctx), field="kubernetes.token")
+    if not token:
+        raise PreflightError(
+            "kubernetes.token resolves to no token (the recovery kit holds none)",
+            target="kubernetes.token",
+            hint="`drboot escrow backup --k3s-token-file FILE`, or set kubernetes.token to "
+            f"{{env: VAR}} / {{file: PATH}}; then `drboot resume {ctx.run_id}`",
+        )
     result = common.playbook(
         ctx, "k3s.yml", group_vars=group_vars, secret_vars={"k3s_token": token}
     )
@@ -86,15 +96,31 @@ def _ready_nodes(kube: KubeAPI) -> int:
     )
 
 
-def wait_nodes_ready(kube: KubeAPI, want: int, timeout: float) -> None:
-    """Until ``want`` nodes report Ready=True (``WaitTimeout`` naming the count otherwise)."""
-    kube.wait_for(
-        "v1",
-        "Namespace",
-        "kube-system",
-        lambda _: _ready_nodes(kube) >= want,
+def wait_nodes_ready(
+    kube: KubeAPI,
+    want: int,
+    timeout: float,
+    *,
+    progress: Progress = lambda message, **data: None,
+    target: str | None = None,
+    hint: str | None = None,
+) -> None:
+    """Poll the Node list until ``want`` nodes report Ready=True (``WaitTimeout`` otherwise)."""
+
+    def give_up(ready: int | None, waited: float) -> WaitTimeout:
+        return WaitTimeout(
+            f"{ready or 0} of {want} node(s) Ready after {waited:.0f}s",
+            target=target,
+            hint=hint,
+        )
+
+    wait_until(
+        lambda _look: _ready_nodes(kube),
+        lambda ready: Judgement(ready >= want, f"{ready}/{want} node(s) Ready"),
+        give_up=give_up,
         timeout=timeout,
-        what=f"{want} node(s) Ready",
+        interval=1.0,
+        progress=progress,
     )
 
 
@@ -120,9 +146,14 @@ def fetch_kubeconfig(ctx: StepContext) -> None:
     kube = common.kube(ctx)  # shared by later steps (a plug-in may start what runs beside it)
     want = common.plugin(ctx).nodes_to_wait_for(common.hosts(ctx))
     if want:
-        ctx.progress(f"waiting for {want} node(s) to be Ready")
         wait_nodes_ready(
-            kube, want, min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining())
+            kube,
+            want,
+            min(ctx.site.kubernetes.api_ready_timeout.total_seconds(), ctx.remaining()),
+            progress=ctx.progress,
+            target=f"https://{first.address}:6443",
+            hint="check the k3s service (journalctl -u k3s / k3s-agent) on the hosts not "
+            f"Ready; then `drboot resume {ctx.run_id}`",
         )
     ctx.record(ApiReachable(api_server=f"https://{first.address}:6443"))
     ctx.noop(f"API answers at https://{first.address}:6443 (kubeconfig kept only for this run)")

@@ -10,46 +10,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
+from bootstrap import secretrefs
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
 from bootstrap.errors import PreflightError
 from bootstrap.outputs import EscrowChecked, RepoSummary
+from bootstrap.sitetypes.secretrefs import EscrowRef
+from bootstrap.steps import common
 from bootstrap.steps.registry import step
-
-
-def _refs(obj: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
-    """Every ``{env: ...}`` / ``{file: ...}`` reference in the site model, with its field path."""
-    found: list[tuple[str, dict[str, Any]]] = []
-    data = obj.model_dump() if hasattr(obj, "model_dump") else obj
-    if isinstance(data, dict):
-        keys = set(data)
-        if keys and keys <= {"env", "file"} and len([v for v in data.values() if v]) == 1:
-            found.append((path, data))
-            return found
-        for k, v in data.items():
-            found.extend(_refs(v, f"{path}.{k}" if path else str(k)))
-    elif isinstance(data, list):
-        for i, v in enumerate(data):
-            found.extend(_refs(v, f"{path}[{i}]"))
-    return found
 
 
 @step("preflight-references", retry=RetryPolicy.none(), timeout=60)
 def check_references(ctx: StepContext) -> None:
-    """Every secret reference in the site file resolves (without reading it into the journal)."""
-    missing: list[str] = []
-    refs = _refs(ctx.site)
-    for where, ref in refs:
-        if ref.get("env"):
-            if not os.environ.get(str(ref["env"])):
-                missing.append(f"{where}: environment variable {ref['env']} is not set")
-        elif ref.get("file"):
-            p = Path(str(ref["file"])).expanduser()
-            if not os.access(p, os.R_OK):
-                missing.append(f"{where}: file {p} is not readable")
-    if ctx.site.provider.type != "lab":  # the lab makes its own operator key
+    """Every secret reference in the site file resolves (without reading it into the journal).
+
+    All unresolved references are reported at once. ``{escrow: ...}`` references are checked
+    by preflight-escrow, which opens the kit."""
+    refs = list(secretrefs.references(ctx.site))
+    missing = [f"{where}: {why}" for where, ref in refs if (why := secretrefs.problem(ref))]
+    if not common.provider(ctx).manages_ssh_key:
         key = Path(ctx.site.ssh.private_key_file).expanduser()
         if not os.access(key, os.R_OK):
             missing.append(f"ssh.private_key_file: {key} is not readable")
@@ -58,7 +38,11 @@ def check_references(ctx: StepContext) -> None:
             "unresolved secret references: " + "; ".join(missing),
             hint="set the variables / create the files, then run again",
         )
-    ctx.noop(f"{len(refs)} secret reference(s) resolve")
+    escrowed = sum(1 for _, ref in refs if isinstance(ref, EscrowRef))
+    ctx.noop(
+        f"{len(refs) - escrowed} env/file secret reference(s) resolve"
+        + (f"; {escrowed} escrow reference(s) are read when the kit opens" if escrowed else "")
+    )
 
 
 @step("preflight-escrow", after=["preflight-references"], retry=RetryPolicy.none(), timeout=900)

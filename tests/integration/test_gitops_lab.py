@@ -32,15 +32,16 @@ import pytest
 import yaml
 
 from bootstrap.adapters.kube import KubeClient
-from bootstrap.engine.context import RunScope, StepContext
+from bootstrap.engine.context import StepContext
 from bootstrap.errors import ConfigError
-from bootstrap.events import EventBus
 from bootstrap.lab.standins import StandinSet
+from bootstrap.outputs import AppsSynced
 from bootstrap.reconcilers import flux
 from bootstrap.siteload import load_site_text
 from bootstrap.steps.gitops import install_reconciler, point_at_repo, wait_synced
 from tests.integration.conftest_lab import _unavailable, lab_missing_reason
 from tests.integration.labrun import LabSite, events, lab_site_fixture, run_id, step_events
+from tests.stepkit import step_context
 
 pytestmark = [pytest.mark.integration]
 
@@ -151,9 +152,9 @@ def test_drill_waits_for_every_app_reports_rto_and_tears_down(drill_site: LabSit
     for step in ("install-reconciler", "point-at-repo"):
         assert any(e["kind"] == "step.done" for e in step_events(r1, step))
 
-    # 2. Fixed in Git; resume until the report: every Application is Synced+Healthy.
+    # 2. Fixed in Git; resume until the wait: every Application is Synced+Healthy.
     _set_broken_app(repo, present=False)
-    r2 = ls.drboot("resume", rid, "--until", "report")
+    r2 = ls.drboot("resume", rid, "--until", "wait-synced")
     assert r2.returncode == 0, r2.stderr + r2.stdout[-3000:]
     for step in ("install-reconciler", "point-at-repo"):  # done before: not run again
         assert any(e["kind"] == "step.skipped" for e in step_events(r2, step))
@@ -173,6 +174,19 @@ def test_drill_waits_for_every_app_reports_rto_and_tears_down(drill_site: LabSit
     assert waited["apps"]["root"] == {"namespace": "argocd", "sync": "Synced",
                                       "health": "Healthy", "ready": True, "reason": ""}  # fmt: skip
 
+    # 3. Resume to the end: teardown destroys the lab (hosts, network, stand-ins).
+    r3 = ls.drboot("resume", rid)
+    assert r3.returncode == 0, r3.stderr + r3.stdout[-3000:]
+    done = [e for e in step_events(r3, "teardown") if e["kind"] == "step.done"]
+    assert done and "destroy 1 lab host(s): server-1" in done[0]["message"]
+    assert not (ls.root / "lab" / "lab.json").exists()
+    status = ls.drboot("lab", "status", str(ls.site))
+    info = json.loads(status.stdout)
+    assert info["hosts"] == [] and info["standins_pid"] is None
+    finished = next(e for e in events(r3) if e["kind"] == "run.finished")
+    assert finished["data"]["exit_code"] == 0
+
+    # 4. The drill's report is written last: it is final, teardown included.
     run_dir = ls.state / "runs" / rid
     report = json.loads((run_dir / "report.json").read_text())
     assert report["rto"]["seconds"] > 30 and report["rto"]["met"] is True
@@ -187,26 +201,18 @@ def test_drill_waits_for_every_app_reports_rto_and_tears_down(drill_site: LabSit
     assert suite is not None
     names = [c.get("name") for c in suite.iter("testcase")]
     assert "wait-synced" in names and names[-1] == "rto"
-
-    # 3. Resume to the end: teardown destroys the lab (hosts, network, stand-ins).
-    r3 = ls.drboot("resume", rid)
-    assert r3.returncode == 0, r3.stderr + r3.stdout[-3000:]
-    done = [e for e in step_events(r3, "teardown") if e["kind"] == "step.done"]
-    assert done and "destroy 1 lab host(s): server-1" in done[0]["message"]
-    assert not (ls.root / "lab" / "lab.json").exists()
-    status = ls.drboot("lab", "status", str(ls.site))
-    info = json.loads(status.stdout)
-    assert info["hosts"] == [] and info["standins_pid"] is None
-    finished = next(e for e in events(r3) if e["kind"] == "run.finished")
-    assert finished["data"]["exit_code"] == 0
+    by_step = {st["id"]: st for st in report["steps"]}
+    assert by_step["teardown"]["status"] == "done", by_step["teardown"]
+    assert by_step["report"]["status"] == "done", by_step["report"]
+    assert all(st["status"] in ("done", "skipped") for st in report["steps"]), report["steps"]
+    assert [st["id"] for st in report["steps"]][-2:] == ["teardown", "report"]
 
 
 # -- Flux against the real API server (the lab's file:// repos are refused by Flux's CRD) -------
 
 
 def _step_ctx(site: Any, kube: KubeClient, run_dir: Path, step: str) -> StepContext:
-    scope = RunScope("gx-flux-run", site, run_dir, EventBus(), resources={"kube": kube})
-    return StepContext(scope, step, 600)
+    return step_context(site, run_dir, step, kube=kube)
 
 
 def _flux_site(url: str, ns: str) -> Any:
@@ -298,7 +304,7 @@ def test_flux_install_point_and_wait_on_a_real_api_server(
 
         ctx = _step_ctx(site, kube, tmp_path, "wait-synced")
         wait_synced(ctx)
-        assert ctx.outputs["apps"]["flux-system"]["ready"] is True
+        assert AppsSynced.from_json(ctx.outputs).apps["flux-system"].ready is True
         web = kube.get("apps/v1", "Deployment", "web", namespace)
         assert (
             web is not None

@@ -17,7 +17,7 @@ import pytest
 
 from bootstrap import sealing
 from bootstrap.adapters.kube import KubeClient
-from bootstrap.engine.context import RunScope, StepContext
+from bootstrap.engine.context import StepContext
 from bootstrap.errors import TransientError, WaitTimeout
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
 from bootstrap.events import Event, EventBus
@@ -28,7 +28,7 @@ from bootstrap.providers.plugin import ProductionCluster, plugin_for
 from bootstrap.siteload import load_site_text
 from bootstrap.steps import keys
 from bootstrap.steps.kubernetes import wait_nodes_ready
-from bootstrap.steps.resources import RunResources
+from tests.stepkit import step_context
 
 if TYPE_CHECKING:
     from tests.integration.conftest_apiserver import ApiServer
@@ -47,20 +47,6 @@ sealed_secrets: {{namespace: {ns}, controller_name: {name}}}
 """
 
 
-class GivenResources(RunResources):
-    """The run's resources with the kit and the cluster client given (no escrow, no SSH)."""
-
-    def __init__(self, scope: RunScope, kit: RecoveryKit, kube: KubeAPI) -> None:
-        super().__init__(scope.info())
-        self._given_kit, self._given_kube = kit, kube
-
-    def kit(self) -> RecoveryKit:
-        return self._given_kit
-
-    def kube(self, progress: object) -> KubeAPI:  # type: ignore[override]
-        return self._given_kube
-
-
 def _context(
     tmp_path: Path, ns: str, name: str, kit: RecoveryKit, kube: KubeAPI, events: list[Event]
 ) -> StepContext:
@@ -68,10 +54,7 @@ def _context(
     bus = EventBus()
     bus.subscribe(events.append)
     run_dir = tmp_path / "state" / "runs" / "r1"
-    run_dir.mkdir(parents=True)
-    scope = RunScope(run_id="r1", site=site, run_dir=run_dir, bus=bus)
-    scope.shared[RunResources] = GivenResources(scope, kit, kube)
-    return StepContext(scope, "verify-sealing-key", 120)
+    return step_context(site, run_dir, "verify-sealing-key", bus=bus, kit=kit, kube=kube)
 
 
 def _serve_controller(kube: KubeClient, ns: str, name: str, ip: str, port: int) -> None:

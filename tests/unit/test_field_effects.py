@@ -19,10 +19,9 @@ import jinja2
 import pytest
 
 from bootstrap.adapters.ansible import PlayResult
-from bootstrap.adapters.ssh import Result, SSHClient
-from bootstrap.engine.context import RunScope, StepContext
+from bootstrap.adapters.ssh import Result
+from bootstrap.engine.context import StepContext
 from bootstrap.errors import ConfigError
-from bootstrap.events import EventBus
 from bootstrap.hostkeys import HostKeyExpectation
 from bootstrap.outputs import Connected, DiskGated, Provisioned, VerifiedKey
 from bootstrap.providers.base import HostInfo
@@ -31,6 +30,7 @@ from bootstrap.siteload import load_site_text
 from bootstrap.steps import common, hosts, keys, kubernetes
 from bootstrap.steps.resources import RunResources
 from tests.conftest import REPO
+from tests.stepkit import step_context
 
 BASE = """\
 apiVersion: drboot.dev/v1
@@ -62,26 +62,17 @@ class LocalShell:
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-class LocalResources(RunResources):
-    def __init__(self, scope: RunScope, shell: LocalShell) -> None:
-        super().__init__(scope.info())
-        self.shell = shell
-
-    def ssh(self, host: HostInfo, verified_key: str, step: str) -> SSHClient:
-        return self.shell  # type: ignore[return-value]
-
-
 def context(tmp_path: Path, s: Site, step_id: str, shell: LocalShell | None = None) -> StepContext:
-    run_dir = tmp_path / "state" / "runs" / "r1"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    scope = RunScope(run_id="r1", site=s, run_dir=run_dir, bus=EventBus())
+    """Step ``step_id`` of a run that provisioned and verified host s1."""
+    ctx = step_context(
+        s, tmp_path / "state" / "runs" / "r1", step_id, shell=shell or LocalShell([])
+    )
     host = HostInfo("s1", "10.200.254.250", "server", labels={"tier": "control"})
-    scope.outputs["provision"] = Provisioned(hosts=[host]).to_json()
-    scope.outputs["connect"] = Connected(
+    ctx._scope.outputs["provision"] = Provisioned(hosts=[host]).to_json()
+    ctx._scope.outputs["connect"] = Connected(
         host_keys={"s1": VerifiedKey("ssh-ed25519 AAAA", "SHA256:x", "pinned")}
     ).to_json()
-    scope.shared[RunResources] = LocalResources(scope, shell or LocalShell([]))
-    return StepContext(scope, step_id, 600)
+    return ctx
 
 
 @pytest.mark.skipif(shutil.which("fio") is None, reason="needs fio (make setup installs it)")

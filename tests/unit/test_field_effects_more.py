@@ -1,7 +1,8 @@
 """More site-file fields and what they change: each test would fail if drboot ignored its field.
 
 The companion of ``test_field_effects.py``, whose seam it reuses: ``context`` hands a step a
-site and ``LocalResources`` as the run's resources. The steps and functions that read the
+site and a run that provisioned and verified host s1, and ``tests/stepkit.py`` gives it the
+recovery kit, a cluster client or an SSH stand-in. The steps and functions that read the
 fields run for real. Where a step talks to a cluster it gets ``RecordingCluster``, a stand-in
 at drboot's own boundary (the ``KubeAPI`` protocol), not a Kubernetes server: it keeps objects
 in a dict and records what it was asked. Where a step needs a lab or an SSH handshake, the
@@ -21,7 +22,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import jinja2
@@ -52,7 +52,8 @@ from bootstrap.siteload import load_site_text
 from bootstrap.steps import common, finish, gitops, hosts, keys, kubernetes, preflight
 from bootstrap.steps.resources import RunResources
 from tests.conftest import REPO
-from tests.unit.test_field_effects import LocalResources, LocalShell, _role_defaults, context
+from tests.stepkit import GivenResources
+from tests.unit.test_field_effects import LocalShell, _role_defaults, context
 
 Obj = dict[str, Any]
 
@@ -70,6 +71,24 @@ def make_site(tmp_path: Path, **sections: str) -> Site:
     """A site file from ``SITE`` with top-level sections replaced or added (flow YAML)."""
     text = "".join(f"{key}: {value}\n" for key, value in (SITE | sections).items())
     return load_site_text(text, "site.yaml", base_dir=tmp_path)
+
+
+def given(
+    tmp_path: Path,
+    s: Site,
+    step_id: str,
+    *,
+    kit: RecoveryKit | None = None,
+    kube: Any = None,
+    shell: LocalShell | None = None,
+    timeout: float = 600,
+) -> StepContext:
+    """``context`` (host s1 provisioned and verified) with the kit, the cluster client and/or
+    an SSH stand-in given, and a step timeout of ``timeout`` seconds."""
+    ctx = context(tmp_path, s, step_id, shell)
+    res = GivenResources(ctx._scope, kit=kit, kube=kube, shell=shell or LocalShell([]))
+    ctx._scope.shared[RunResources] = res
+    return StepContext(ctx._scope, step_id, timeout)
 
 
 def from_site(
@@ -328,7 +347,7 @@ def _role_plan(variables: Obj) -> str:
         module = next(k for k in task if k.startswith("ansible.builtin."))
         args = task[module]
         if module.endswith((".get_url", ".copy")) and "loop" not in task:
-            for key in ("url", "checksum", "src"):
+            for key in ("url", "checksum", "src", "content"):
                 if key in args:
                     lines.append(f"  {key}={env.from_string(str(args[key])).render(**variables)}")
         if module.endswith(".template"):
@@ -337,6 +356,25 @@ def _role_plan(variables: Obj) -> str:
                 env.from_string((ROLE / "templates" / src).read_text()).render(**variables)
             )
     return "\n".join(lines)
+
+
+def _k3s_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s: Site, kit: RecoveryKit | None = None
+) -> str:
+    """Run install-k3s for ``s``; return what the k3s role does with what it was handed (the
+    group variables in the inventory and, as Ansible extra vars, the secret ones)."""
+    kit = kit or RecoveryKit(site="more", sealing_keys=[], k3s_token="K10-" + "t" * 24)
+    handed: Obj = {}
+
+    def playbook(c: StepContext, name: str, **kw: Any) -> PlayResult:
+        handed.update(playbook=name, inventory=common.inventory(c, kw["group_vars"]),
+                      secret=kw["secret_vars"])  # fmt: skip
+        return PlayResult(ok=True, changed={"s1": 1})
+
+    monkeypatch.setattr(common, "playbook", playbook)
+    kubernetes.install_k3s(given(tmp_path, s, "install-k3s", kit=kit))
+    assert handed["playbook"] == "k3s.yml"
+    return _role_plan(_host_vars(handed["inventory"], "s1") | handed["secret"]) + "\n"
 
 
 THREE_SERVERS = (
@@ -387,18 +425,7 @@ def test_k3s_settings_reach_the_k3s_role(
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "k3s").write_text("the air-gap k3s binary\n")
     (tmp_path / "bundle" / "k3s-airgap-images-amd64.tar.zst").write_text("images\n")
-    ctx = context(tmp_path, make_site(tmp_path, **sections), "install-k3s")
-    handed: Obj = {}
-
-    def playbook(c: StepContext, name: str, **kw: Any) -> PlayResult:
-        handed.update(playbook=name, inventory=common.inventory(c, kw["group_vars"]))
-        return PlayResult(ok=True, changed={"s1": 1})
-
-    monkeypatch.setattr(common, "playbook", playbook)
-    monkeypatch.setattr(RunResources, "kit", lambda self: SimpleNamespace(k3s_token="t" * 24))
-    kubernetes.install_k3s(ctx)
-    assert handed["playbook"] == "k3s.yml"
-    plan = _role_plan(_host_vars(handed["inventory"], "s1")) + "\n"
+    plan = _k3s_plan(tmp_path, monkeypatch, make_site(tmp_path, **sections))
     for text in shown:
         assert text.format(tmp=tmp_path) in plan, plan
     for text in not_shown:
@@ -417,34 +444,30 @@ def test_api_ready_timeout_bounds_the_wait_for_the_api(
                     "status": {"conditions": [ready]}})  # fmt: skip
     monkeypatch.setattr(kubernetes, "write_kubeconfig", lambda ctx: tmp_path / "kubeconfig")
     monkeypatch.setattr(KubeClient, "from_kubeconfig", lambda path: cluster)
-    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
     s = make_site(tmp_path, kubernetes=f"{{api_ready_timeout: {setting}}}")
-    kubernetes.fetch_kubeconfig(context(tmp_path, s, "fetch-kubeconfig"))
+    kubernetes.fetch_kubeconfig(given(tmp_path, s, "fetch-kubeconfig", kube=cluster))
     assert ("wait_ready", seconds) in cluster.waits, "the wait for /readyz"
     assert all(timeout <= seconds for _, timeout in cluster.waits), cluster.waits
 
 
-def test_kubernetes_token_reference_must_resolve_before_anything_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("token", "written"),
+    [("{escrow: k3s_token}", "K10-token-from-the-escrow"),
+     ("{env: DRBOOT_TEST_K3S_TOKEN}", "K10-token-from-the-environment"),
+     ("{file: k3s-token}", "K10-token-from-a-file")],
+    ids=["escrow", "env", "file"],
+)  # fmt: skip
+def test_kubernetes_token_reference_is_the_token_k3s_gets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str, written: str
 ) -> None:
-    key = tmp_path / "id_ed25519"
-    key.write_text("an SSH key\n")
-    s = make_site(tmp_path, kubernetes="{token: {env: DRBOOT_TEST_K3S_TOKEN}}",
-                  ssh=f"{{private_key_file: {key}}}")  # fmt: skip
-    monkeypatch.delenv("DRBOOT_TEST_K3S_TOKEN", raising=False)
-    with pytest.raises(PreflightError) as err:
-        preflight.check_references(context(tmp_path, s, "preflight-references"))
-    assert "kubernetes.token" in str(err.value) and "DRBOOT_TEST_K3S_TOKEN" in str(err.value)
-    monkeypatch.setenv("DRBOOT_TEST_K3S_TOKEN", "K10-a-token-from-the-environment")
-    preflight.check_references(context(tmp_path, s, "preflight-references"))
-    # The default, {escrow: k3s_token}, needs no variable: the kit holds the token.
-    preflight.check_references(
-        context(
-            tmp_path,
-            make_site(tmp_path, ssh=f"{{private_key_file: {key}}}"),
-            "preflight-references",
-        )
-    )
+    monkeypatch.setenv("DRBOOT_TEST_K3S_TOKEN", "K10-token-from-the-environment")
+    (tmp_path / "k3s-token").write_text("K10-token-from-a-file\n")
+    kit = RecoveryKit(site="more", sealing_keys=[], k3s_token="K10-token-from-the-escrow")
+    s = make_site(tmp_path, kubernetes=f"{{token: {token}}}")
+    plan = _k3s_plan(tmp_path, monkeypatch, s, kit)
+    lines = plan.splitlines()
+    at = lines.index("task: Write the cluster token")
+    assert lines[at + 1] == f"  content={written}", plan
 
 
 # --------------------------------------------------------------------------- escrow
@@ -776,11 +799,11 @@ def test_connect_trusts_only_the_host_key_the_site_allows(
     s = make_site(tmp_path, provider=f"{{type: static, hosts: [{host}]}}", ssh=ssh)
     ctx = from_site(tmp_path, s, "connect")
 
-    class Resources(LocalResources):
+    class Resources(GivenResources):
         def new_ssh(self, h: HostInfo, expected: HostKeyExpectation, step: str) -> Any:
             return Handshake(h, expected, presented)
 
-    ctx._scope.shared[RunResources] = Resources(ctx._scope, LocalShell([]))
+    ctx._scope.shared[RunResources] = Resources(ctx._scope)
     if isinstance(trusted, str):
         hosts.connect(ctx)
         assert ctx.outputs["host_keys"]["s1"]["source"] == trusted
@@ -885,21 +908,19 @@ def test_disk_gate_runtime_limit_stops_fio(tmp_path: Path) -> None:
 
 
 def test_sealed_secrets_namespace_and_controller_name_reach_the_cluster(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sealing_key: SealingKey
+    tmp_path: Path, sealing_key: SealingKey
 ) -> None:
     cluster = RecordingCluster()
     cluster.served = sealing_key.tls_crt.encode()  # the controller serves the restored key
-    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
-    monkeypatch.setattr(RunResources, "kit", lambda self: _kit(sealing_key))
     s = make_site(tmp_path, sealed_secrets="{namespace: sealing, controller_name: ss-prod}")
-    ctx = context(tmp_path, s, "install-sealed-secrets")
+    ctx = given(tmp_path, s, "install-sealed-secrets", kube=cluster)
     keys.install_sealed_secrets(ctx)
     for kind in ("Deployment", "Service", "ServiceAccount"):
         assert cluster.get("v1", kind, "ss-prod", "sealing") is not None, kind
     namespaces = {ns for kind, ns, _ in cluster.objects if kind not in CLUSTER_SCOPED}
     assert namespaces == {"sealing"}
     assert ctx.outputs["controller"] == "ss-prod"
-    verify = context(tmp_path, s, "verify-sealing-key")
+    verify = given(tmp_path, s, "verify-sealing-key", kube=cluster, kit=_kit(sealing_key))
     keys.verify_sealing_key(verify)
     assert cluster.proxied == [("sealing", "ss-prod", keys.CERT_PORT, "/v1/cert.pem")]
     assert verify.outputs["serving_fingerprint"] == sealing_key.fingerprint
@@ -908,7 +929,6 @@ def test_sealed_secrets_namespace_and_controller_name_reach_the_cluster(
 @pytest.mark.parametrize(("period", "warned"), [("30d", True), ("60d", False)])
 def test_key_renewal_period_decides_the_backup_warning(
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     sealing_key: SealingKey,
     period: str,
     warned: bool,
@@ -917,10 +937,8 @@ def test_key_renewal_period_decides_the_backup_warning(
     controller makes a new key at once, so a fresh backup is due), younger than 60 days."""
     old = dataclasses.replace(sealing_key, not_before=sealing_key.not_before - timedelta(days=45))
     cluster = RecordingCluster()
-    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
-    monkeypatch.setattr(RunResources, "kit", lambda self: _kit(old))
     s = make_site(tmp_path, sealed_secrets=f"{{namespace: sealing, key_renewal_period: {period}}}")
-    ctx = context(tmp_path, s, "restore-sealing-keys")
+    ctx = given(tmp_path, s, "restore-sealing-keys", kube=cluster, kit=_kit(old))
     keys.restore_sealing_keys(ctx)
     assert cluster.get("v1", "Secret", old.name, "sealing") is not None
     warning = ctx.outputs.get("warning")
@@ -941,9 +959,8 @@ def test_verify_in_preflight_decides_whether_the_repo_is_checked(
         raise PreflightError("stand-in: the repo was checked")
 
     monkeypatch.setattr(service, "check_repo", check_repo)
-    monkeypatch.setattr(RunResources, "kit", lambda self: _kit(sealing_key))
     s = make_site(tmp_path, sealed_secrets=f"{{verify_in_preflight: {str(verify).lower()}}}")
-    ctx = context(tmp_path, s, "preflight-escrow")
+    ctx = given(tmp_path, s, "preflight-escrow", kit=_kit(sealing_key))
     if verify:
         with pytest.raises(PreflightError, match="stand-in"):
             preflight.check_escrow(ctx)
@@ -1003,11 +1020,11 @@ def _root_summary(obj: Obj) -> Obj:
     ],
 )  # fmt: skip
 def test_point_at_repo_builds_the_root_objects_the_site_describes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sections: dict[str, str], roots: list[Obj]
+    tmp_path: Path, sections: dict[str, str], roots: list[Obj]
 ) -> None:
     cluster = RecordingCluster()
-    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
-    gitops.point_at_repo(context(tmp_path, make_site(tmp_path, **sections), "point-at-repo"))
+    s = make_site(tmp_path, **sections)
+    gitops.point_at_repo(given(tmp_path, s, "point-at-repo", kube=cluster))
     kinds = ("Application", "GitRepository", "Kustomization")
     assert [_root_summary(o) for o in cluster.objects.values() if o["kind"] in kinds] == roots
 
@@ -1026,13 +1043,12 @@ def test_repo_deploy_key_and_known_hosts_reach_the_reconciler(
     monkeypatch.setenv("DRBOOT_TEST_DEPLOY_KEY", deploy_key)
     (tmp_path / "known_hosts").write_text(known + "\n")
     cluster = RecordingCluster()
-    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
     repo = (
         "{url: 'ssh://git@git.example.invalid/org/platform.git',"
         " deploy_key: {env: DRBOOT_TEST_DEPLOY_KEY}, known_hosts: {file: known_hosts}}"
     )
     s = make_site(tmp_path, reconciler=f"{{type: {reconciler}}}", repo=repo)
-    gitops.point_at_repo(context(tmp_path, s, "point-at-repo"))
+    gitops.point_at_repo(given(tmp_path, s, "point-at-repo", kube=cluster))
     secrets = [o for o in cluster.objects.values() if o["kind"] == "Secret"]
     assert len(secrets) == 1
     if reconciler == "argocd":
@@ -1059,19 +1075,15 @@ def _application(name: str, ready: bool) -> Obj:
 
 def _wait(tmp_path: Path, s: Site, cluster: RecordingCluster, timeout: float = 60) -> StepContext:
     """Run wait-synced (a step timeout of ``timeout`` s bounds the wait if the site's did not)."""
-    ctx = context(tmp_path, s, "wait-synced")
-    ctx = StepContext(ctx._scope, "wait-synced", timeout)
+    ctx = given(tmp_path, s, "wait-synced", kube=cluster, timeout=timeout)
     gitops.wait_synced(ctx)
     return ctx
 
 
 @pytest.mark.parametrize(("poll", "stable"), [(1, 1), (1, 2), (2, 2)])
-def test_sync_wait_polls_and_holds_as_the_site_says(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, poll: int, stable: int
-) -> None:
+def test_sync_wait_polls_and_holds_as_the_site_says(tmp_path: Path, poll: int, stable: int) -> None:
     cluster = RecordingCluster()
     cluster.create(_application("root", ready=True))
-    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
     s = make_site(tmp_path, sync_wait=f"{{poll_interval: {poll}s, stable_for: {stable}s}}")
     started = time.monotonic()
     ctx = _wait(tmp_path, s, cluster)
@@ -1093,7 +1105,6 @@ def test_sync_wait_polls_and_holds_as_the_site_says(
 )
 def test_sync_wait_decides_which_apps_count_and_when_to_give_up(
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     sync_wait: str,
     ready: bool,
     ignored: list[str],
@@ -1102,7 +1113,6 @@ def test_sync_wait_decides_which_apps_count_and_when_to_give_up(
     cluster = RecordingCluster()
     cluster.create(_application("root", ready=True))
     cluster.create(_application("legacy", ready=False))
-    monkeypatch.setattr(common, "kube", lambda ctx: cluster)
     s = make_site(tmp_path, sync_wait=sync_wait[:-1] + ", poll_interval: 1s, stable_for: 1s}")
     started = time.monotonic()
     if ready:

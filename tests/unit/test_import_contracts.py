@@ -43,4 +43,5 @@ def test_a_broken_contract_is_reported(tmp_path: Path) -> None:
     )
     proc = _lint("--config", str(config))
     assert proc.returncode != 0
-    assert "BROKEN" in proc.stdout and "bootstrap.engine.context -> bootstrap.settings" in proc.stdout
+    assert "BROKEN" in proc.stdout
+    assert "bootstrap.engine.context -> bootstrap.settings" in proc.stdout

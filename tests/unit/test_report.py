@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 
 from bootstrap.engine.journal import Journal
+from bootstrap.lab.plugin import LabCluster
+from bootstrap.providers.plugin import ProductionCluster
 from bootstrap.report import model, write
+from bootstrap.siteload import load_site_text
 from bootstrap.steps.finish import from_journal
 
 APP = {"namespace": "argocd", "sync": "Synced", "health": "Healthy", "ready": True, "reason": ""}
@@ -60,8 +63,21 @@ def journal_with_run(
     return path, rid, start
 
 
+LAB_SITE = """\
+apiVersion: drboot.dev/v1
+name: site-a
+provider: {type: lab}
+escrow: {backend: age, bundle: kit.age, identity_files: [id.txt]}
+repo: {url: file:///nonexistent}
+"""
+
+
 def ctx(start: float, provider: str = "lab", objective: float = 1200.0) -> model.Context:
-    return model.Context(objective, provider, "argocd", start + 700)
+    """The context the report step builds: lab runs list what the lab plug-in simulated."""
+    standins: list[str] = []
+    if provider == "lab":
+        standins = LabCluster(load_site_text(LAB_SITE, "lab.yaml"), Path("/nonexistent")).standins()
+    return model.Context(objective, provider, "argocd", start + 700, standins=tuple(standins))
 
 
 def test_rto_met_with_warnings_decisions_and_lab_standins(tmp_path: Path) -> None:
@@ -82,7 +98,7 @@ def test_rto_met_with_warnings_decisions_and_lab_standins(tmp_path: Path) -> Non
     assert [d["what"] for d in r["decisions"]] == ["slow disk accepted by the operator"]
     assert any(s.startswith("argocd: LAB STAND-IN") for s in r["lab_standins"])
     assert not any(s.startswith("flux") for s in r["lab_standins"])
-    assert model.standins("static", "argocd") == []
+    assert ProductionCluster().standins() == []
 
 
 def test_rto_missed_and_not_measured(tmp_path: Path) -> None:

@@ -74,8 +74,7 @@ FIELD_EFFECTS: dict[str, str] = {
     "kubernetes.download_url": K3S_ROLE,
     "kubernetes.sha256": K3S_ROLE,
     "kubernetes.tls_sans": K3S_ROLE,
-    "kubernetes.token": f"{MORE}::"
-    "test_kubernetes_token_reference_must_resolve_before_anything_runs",
+    "kubernetes.token": f"{MORE}::test_kubernetes_token_reference_is_the_token_k3s_gets",
     "kubernetes.api_ready_timeout": f"{MORE}::test_api_ready_timeout_bounds_the_wait_for_the_api",
     "kubernetes.data_dir": f"{EFFECTS}::test_data_dir_and_node_labels_reach_the_k3s_units",
     "disk_gate.enabled": f"{MORE}::test_disk_gate_enabled_decides_whether_fio_runs",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -37,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="start a controller without waiting for its workload",
     )
     p.add_argument("--no-workloads", action="store_true", help="do not run the kubelet shim")
+    p.add_argument(
+        "--ready-file",
+        type=Path,
+        help="write this file once every controller thread has started",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -55,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_dir=args.state_dir,
     )
     sset.start()
+    if args.ready_file is not None:
+        args.ready_file.write_text(f"{os.getpid()}\n")
     served: object = None  # the controller instance whose certificate is being served
     try:
         while not stop.wait(0.5):

@@ -27,6 +27,7 @@ PIDFILE = "standins.pid"
 CERT_PORT = "standins.cert-port"
 KUBECONFIG = "standins.kubeconfig"
 LOG = "standins.log"
+READY = "standins.ready"
 START_TIMEOUT = 30.0
 
 
@@ -59,11 +60,13 @@ class StandinProcess:
     def start(self, kubeconfig: Path) -> bool:
         """Start the stand-ins against the cluster ``kubeconfig`` points at; False if running.
 
-        Returns once the Sealed Secrets stand-in answers on loopback (its certificate is the
-        first thing it serves), or raises naming the log.
+        Returns once the process says its controller threads run (it writes the ready file),
+        or raises naming the log.
         """
         if self.pid() is not None:
             return False
+        ready = self.state_dir / READY
+        ready.unlink(missing_ok=True)
         kc = write_atomic(self.state_dir / KUBECONFIG, kubeconfig.read_bytes())
         port = _free_port()
         write_atomic(self.state_dir / CERT_PORT, str(port), mode=0o644)
@@ -79,6 +82,8 @@ class StandinProcess:
                     str(self.state_dir),
                     "--cert-port",
                     str(port),
+                    "--ready-file",
+                    str(ready),
                 ],
                 stdout=fh,
                 stderr=fh,
@@ -88,7 +93,7 @@ class StandinProcess:
             )
         write_atomic(self.state_dir / PIDFILE, str(proc.pid), mode=0o644)
         deadline = time.monotonic() + START_TIMEOUT
-        while self.cert() is None:
+        while not ready.exists():
             if proc.poll() is not None:
                 raise PermanentError(
                     f"lab stand-ins exited at once (code {proc.returncode})",
@@ -128,6 +133,6 @@ class StandinProcess:
                 except OSError:
                     break
                 time.sleep(0.1)
-        for name in (PIDFILE, KUBECONFIG):
+        for name in (PIDFILE, KUBECONFIG, READY):
             (self.state_dir / name).unlink(missing_ok=True)
         return pid is not None
