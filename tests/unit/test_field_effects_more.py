@@ -703,11 +703,11 @@ LAB_STAND_INS: list[LabStandIn] = []
 
 
 @pytest.mark.parametrize(
-    ("provider", "kubernetes_", "names", "disk"),
+    ("provider", "topology", "names", "disk"),
     [
-        ("{type: lab, state_dir: labs/a}", "{}", ["server-1"], ("fast", 512)),
+        ("{type: lab, state_dir: labs/a}", "single", ["server-1"], ("fast", 512)),
         ("{type: lab, state_dir: labs/b, servers: 3, disk: slow, slow_disk_iops: 120}",
-         "{topology: ha}", ["server-1", "server-2", "server-3"], ("slow", 120)),
+         "ha", ["server-1", "server-2", "server-3"], ("slow", 120)),
     ],
     ids=["one-fast", "three-slow"],
 )  # fmt: skip
@@ -715,7 +715,7 @@ def test_lab_provider_makes_the_lab_the_site_describes(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     provider: str,
-    kubernetes_: str,
+    topology: str,
     names: list[str],
     disk: tuple[str, int],
 ) -> None:
@@ -723,7 +723,7 @@ def test_lab_provider_makes_the_lab_the_site_describes(
 
     monkeypatch.setattr(lab, "Lab", LabStandIn)
     LAB_STAND_INS.clear()
-    s = make_site(tmp_path, provider=provider, kubernetes=kubernetes_)
+    s = make_site(tmp_path, provider=provider, kubernetes=f"{{topology: {topology}}}")
     prov = provider_for(s, tmp_path / "state")
     assert prov.wanted() == names
     made = prov.create(prov.wanted(), lambda m: None)
