@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap import secretrefs
-from bootstrap.errors import EscrowError, PreflightError
+from bootstrap.errors import ConfigError, EscrowError, PreflightError
 from bootstrap.escrow.backend import EscrowBackend, make_backend
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
 from bootstrap.escrow.scan import VerifyReport, find_sealed_secrets, verify
@@ -182,8 +182,18 @@ def backup(
     """Export the cluster's keys into the escrow; keys already escrowed are kept (union).
 
     Values not given (token, deploy key, known_hosts) are carried over from the
-    existing kit when it opens; a new kit without a k3s token is refused.
+    existing kit when it opens; a new kit without a k3s token is refused. A Shamir backup
+    writes one share per file in ``escrow.shares``: all ``escrow.total`` of them, or none (a
+    site listing only the shares at hand would silently make a smaller split).
     """
+    esc = site.escrow
+    if esc.backend == "shamir" and len(esc.shares) != esc.total:
+        raise ConfigError(
+            f"escrow.shares lists {len(esc.shares)} share file(s) but escrow.total is "
+            f"{esc.total}: a backup writes one share per custodian",
+            hint="list one share file per custodian in escrow.shares (escrow.total of them), "
+            "then run the backup again",
+        )
     backend = backend_for(site)
     old: RecoveryKit | None = None
     if Path(site.escrow.bundle).exists():

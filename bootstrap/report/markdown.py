@@ -31,9 +31,10 @@ def render(report: dict[str, Any]) -> str:
             f"**{'met' if rto['met'] else 'MISSED'}**: {_secs(rto['seconds'])} "
             f"against an objective of {_secs(rto['objective_seconds'])}"
         )
-    lines = [
-        f"# drboot {report['pipeline']} report: {report['site']}",
-        "",
+    lines = [f"# drboot {report['pipeline']} report: {report['site']}", ""]
+    if report.get("description"):
+        lines += [_cell(report["description"]), ""]
+    lines += [
         f"- run: `{report['run_id']}` ({report['outcome']})",
         f"- started: {report['started_at']}; report generated: {report['generated_at']}",
         f"- provider: {report['provider']}; reconciler: {report['reconciler']}",

@@ -35,6 +35,7 @@ class Context:
     now: float
     writing_step: str | None = None  # the step writing this report: done once it is on disk
     standins: tuple[str, ...] = ()  # what the provider's world simulated (named in the report)
+    description: str = ""  # the site file's free text for humans, shown under the title
 
 
 def context_for(
@@ -48,6 +49,7 @@ def context_for(
         now=now,
         writing_step=writing_step,
         standins=tuple(standins),
+        description=site.description,
     )
 
 
@@ -161,6 +163,7 @@ def build(
         "schema": SCHEMA,
         "run_id": run.id,
         "site": run.site,
+        "description": ctx.description,
         "pipeline": run.pipeline,
         "generated_at": iso(ctx.now),
         "started_at": iso(run.created),

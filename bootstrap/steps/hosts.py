@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from bootstrap.adapters.ansible import PlayResult
 from bootstrap.engine.context import StepContext
@@ -41,8 +42,8 @@ def connect(ctx: StepContext) -> None:
     from bootstrap.hostkeys import parse_known_hosts as parse
 
     known: tuple[KnownHostsEntry, ...] = ()
-    kh_file = ctx.site.ssh.known_hosts_file
-    if kh_file is not None and kh_file.exists():
+    kh_file = ctx.site.ssh.known_hosts_file or Path("~/.ssh/known_hosts").expanduser()
+    if kh_file.exists():
         known = tuple(parse(kh_file.read_text()))
     tofu = ctx.options.trust_on_first_use or ctx.site.ssh.trust_on_first_use
     res = common.resources(ctx)

@@ -38,6 +38,8 @@ def install_k3s(ctx: StepContext) -> None:
         "k3s_install_source": source,
         "k3s_tls_sans": list(k8s.tls_sans),
         "k3s_data_dir": str(k8s.data_dir),
+        # --cluster-init on the first server: what kubernetes.topology says, not a count
+        "k3s_embedded_etcd": k8s.topology == "ha",
     }
     if airgap is not None:
         group_vars["k3s_airgap_dir"] = str(airgap)
