@@ -9,6 +9,7 @@ not wait for nodes (no kubelet registers any). Registered by ``bootstrap.provide
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from bootstrap.errors import TransientError
@@ -32,6 +33,9 @@ LAB_STANDINS = {
     "fields, no container)",
 }
 LAB_REAL = "real: the hosts (systemd-nspawn), systemd, sshd, apt, Ansible, fio, the API server"
+
+
+CERT_WAIT = 30.0  # seconds the stand-in may take to serve its certificate
 
 
 def lab_state_dir(site: Site) -> Path:
@@ -68,7 +72,13 @@ class LabCluster:
     def sealing_cert(
         self, kube: KubeAPI, namespace: str, service: str, port: int, progress: Progress
     ) -> bytes:
+        # The stand-in serves its certificate once it has loaded the keys (a second or two
+        # after its Deployment appears), as the real controller does once it is up.
+        deadline = time.monotonic() + CERT_WAIT
         pem = self.process.cert()
+        while pem is None and time.monotonic() < deadline and self.process.pid() is not None:
+            time.sleep(0.2)
+            pem = self.process.cert()
         if pem is None:
             raise TransientError(
                 "the LAB STAND-IN Sealed Secrets controller does not answer on loopback",
