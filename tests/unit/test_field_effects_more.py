@@ -1122,4 +1122,4 @@ def test_sync_wait_decides_which_apps_count_and_when_to_give_up(
         timeout = s.sync_wait.timeout.total_seconds()
         with pytest.raises(WaitTimeout, match=r"\(sync_wait.timeout\): .*legacy"):
             _wait(tmp_path, s, cluster, timeout=30)
-        assert timeout <= time.monotonic() - started < timeout + 1.5
+        assert timeout <= time.monotonic() - started < timeout + 5  # gave up at its timeout
