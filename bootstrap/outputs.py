@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
+from bootstrap.cpugate import CpuVerdict
 from bootstrap.diskgate import DiskVerdict
 from bootstrap.providers.base import HostInfo
 from bootstrap.records import StepOutput
@@ -69,6 +70,12 @@ class Connected(StepOutput):
 class DiskGated(StepOutput):
     STEP = "disk-gate"
     verdicts: list[DiskVerdict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CpuGated(StepOutput):
+    STEP = "cpu-gate"
+    verdicts: list[CpuVerdict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -288,6 +288,26 @@ class DiskGate(SiteModel):
     )
 
 
+class CpuGate(SiteModel):
+    """Refuse a host whose CPU is stolen or throttled (steal, probe throughput), before k3s."""
+
+    enabled: bool = Field(default=True, description="Run the CPU probe on every server.")
+    max_steal_percent: float = Field(
+        default=5.0, ge=0, le=100, description="Refuse when /proc/stat steal exceeds this (%)."
+    )
+    min_throughput_ratio: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="Refuse when the probe gets less than this share of the CPU time the core "
+        "count promises (one core, and every core).",
+    )
+    window: Duration = Field(
+        default=timedelta(seconds=3),
+        description="How long the probe runs on one core, then again on every core.",
+    )
+
+
 # --------------------------------------------------------------------------- escrow
 
 
@@ -521,6 +541,7 @@ class Site(SiteModel):
         default_factory=lambda: Kubernetes(), description="The k3s cluster."
     )
     disk_gate: DiskGate = Field(default_factory=lambda: DiskGate(), description="etcd disk check.")
+    cpu_gate: CpuGate = Field(default_factory=lambda: CpuGate(), description="CPU steal check.")
     escrow: Escrow = Field(description="Where the recovery secrets are escrowed.")
     sealed_secrets: SealedSecrets = Field(
         default_factory=lambda: SealedSecrets(), description="Sealed Secrets controller."

@@ -55,6 +55,20 @@ def render(report: dict[str, Any]) -> str:
         lines += ["", "## Applications", "", "| app | sync | health |", "|---|---|---|"]
         for name, a in sorted(report["apps"].items()):
             lines.append(f"| {_cell(name)} | {a.get('sync')} | {a.get('health')} |")
+    if report.get("hosts"):
+        lines += ["", "## Hosts", "", "| host | fdatasync p99 (fio) | CPU steal | CPU throughput |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for name, h in sorted(report["hosts"].items()):
+            d, c = h.get("disk"), h.get("cpu")
+            disk = f"{d['p99_ms']:.2f} ms (max {d['threshold_ms']:g})" if d else "-"
+            steal = f"{c['steal_percent']:.1f}% (max {c['max_steal_percent']:g}%)" if c else "-"
+            thr = (
+                f"{c['single_ratio']:.2f} of 1 core, {c['all_ratio']:.2f} of {c['cores']} "
+                f"(min {c['min_throughput_ratio']:g})"
+                if c
+                else "-"
+            )
+            lines.append(f"| {_cell(name)} | {disk} | {steal} | {thr} |")
     lines += ["", "## Warnings", ""]
     lines += [f"- {_cell(w)}" for w in report["warnings"]] or ["- none"]
     if report["decisions"]:

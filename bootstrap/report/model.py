@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from bootstrap.outputs import AppsSynced, DiskGated, KeysRestored
+from bootstrap.outputs import AppsSynced, CpuGated, DiskGated, KeysRestored
 from bootstrap.records import OutputFormatError, RunRow, StepOutput, StepRow
 from bootstrap.settings import Site
 
@@ -108,6 +108,7 @@ def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> l
     out: list[str] = []
     keys = output_of(steps, KeysRestored)
     gate = output_of(steps, DiskGated)
+    cpu = output_of(steps, CpuGated)
     for s in steps:
         if keys is not None and s.step_id == KeysRestored.STEP:
             if keys.warning:
@@ -121,6 +122,10 @@ def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> l
                         f"{s.step_id}: {v.host}: fdatasync p99 {v.p99_ms:.2f} ms exceeds "
                         f"{v.threshold_ms:.2f} ms"
                     )
+        if cpu is not None and s.step_id == CpuGated.STEP:
+            for c in cpu.verdicts:
+                if not c.ok:
+                    out.append(f"{s.step_id}: {c.host}: {c.summary()}")
         if s.status == "done" and s.attempts > 1:
             out.append(f"{s.step_id}: succeeded after {s.attempts} attempts")
     for e in events:
@@ -131,6 +136,18 @@ def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> l
             where = f" on {e['target']}" if e.get("target") else ""
             out.append(f"{e.get('step')}: {e.get('message')}{where}: {data['reason']}")
     return list(dict.fromkeys(out))  # de-duplicated, in order
+
+
+def host_fitness(steps: Sequence[StepRow]) -> dict[str, dict[str, Any]]:
+    """Per host, what the gates measured: fio's fdatasync figures and the CPU probe's."""
+    hosts: dict[str, dict[str, Any]] = {}
+    disk = output_of(steps, DiskGated)
+    for d in disk.verdicts if disk else []:
+        hosts.setdefault(d.host, {})["disk"] = asdict(d)
+    cpu = output_of(steps, CpuGated)
+    for c in cpu.verdicts if cpu else []:
+        hosts.setdefault(c.host, {})["cpu"] = asdict(c) | {"throughput_ratio": c.throughput_ratio}
+    return hosts
 
 
 def decisions(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -174,6 +191,7 @@ def build(
         "rto": rto(run, steps, ctx.objective_seconds),
         "steps": [_step(s, ctx) for s in steps],
         "apps": apps,
+        "hosts": host_fitness(steps),
         "warnings": warnings(steps, events),
         "decisions": decisions(events),
         "lab_standins": list(ctx.standins),

@@ -8,7 +8,14 @@ from pathlib import Path
 from bootstrap.adapters.ansible import PlayResult
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
-from bootstrap.outputs import Connected, DiskGated, HostsPrepared, Provisioned, VerifiedKey
+from bootstrap.outputs import (
+    Connected,
+    CpuGated,
+    DiskGated,
+    HostsPrepared,
+    Provisioned,
+    VerifiedKey,
+)
 from bootstrap.steps import common
 from bootstrap.steps.registry import step
 
@@ -119,7 +126,51 @@ def disk_gate(ctx: StepContext) -> None:
     ctx.noop("; ".join(f"{v.host}: p99 {v.p99_ms:.2f} ms" for v in verdicts))
 
 
-@step("prepare-hosts", after=["disk-gate"], timeout=1800)
+@step("cpu-gate", after=["disk-gate"], timeout=600, retry=RetryPolicy.none())
+def cpu_gate(ctx: StepContext) -> None:
+    """Refuse a server whose CPU is stolen (steal) or throttled (probe throughput)."""
+    from bootstrap import cpugate
+
+    gate = ctx.site.cpu_gate
+    if not gate.enabled:
+        ctx.noop("CPU gate disabled in the site file (cpu_gate.enabled: false)")
+        ctx.record(CpuGated())
+        return
+    window = gate.window.total_seconds()
+    reason = ctx.options.accept_slow_cpu
+    verdicts = []
+    for h in common.servers(ctx):
+        client = common.ssh(ctx, h)
+        ctx.progress(f"CPU probe: {window:g} s on one core, then on every core", target=h.name)
+        res = client.run(cpugate.probe_command(window), timeout=4 * window + 60)
+        verdict = cpugate.judge(
+            res.stdout,
+            host=h.name,
+            max_steal_percent=gate.max_steal_percent,
+            min_throughput_ratio=gate.min_throughput_ratio,
+        )
+        verdicts.append(verdict)
+        ctx.progress(verdict.summary(), target=h.name)
+        if cpugate.enforce(verdict, accept_slow_cpu=reason):
+            ctx.audit(
+                "slow CPU accepted by the operator",
+                target=h.name,
+                steal_percent=verdict.steal_percent,
+                throughput_ratio=verdict.throughput_ratio,
+                max_steal_percent=verdict.max_steal_percent,
+                min_throughput_ratio=verdict.min_throughput_ratio,
+                reason=reason,
+            )
+    ctx.record(CpuGated(verdicts=verdicts))
+    ctx.noop(
+        "; ".join(
+            f"{v.host}: steal {v.steal_percent:.1f}%, throughput {v.throughput_ratio:.2f}"
+            for v in verdicts
+        )
+    )
+
+
+@step("prepare-hosts", after=["cpu-gate"], timeout=1800)
 def prepare_hosts(ctx: StepContext) -> None:
     """Base packages, time sync, swap off, kernel settings, firewall (Ansible prepare-host)."""
     n = len(common.hosts(ctx))

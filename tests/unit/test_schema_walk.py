@@ -45,6 +45,8 @@ SHAMIR_BACKUP = f"{MORE}::test_shamir_backup_splits_the_kit_as_the_site_says"
 SHAMIR_OPEN = "tests/unit/test_escrow_cli.py::test_shamir_escrow_opens_with_threshold_shares_only"
 SEALED = f"{MORE}::test_sealed_secrets_namespace_and_controller_name_reach_the_cluster"
 SYNC_SCOPE = f"{MORE}::test_sync_wait_decides_which_apps_count_and_when_to_give_up"
+GATES = "tests/unit/test_field_effects_gates.py"
+CPU_THRESHOLDS = f"{GATES}::test_cpu_gate_thresholds_decide_the_verdict"
 SYNC_TIMING = f"{MORE}::test_sync_wait_polls_and_holds_as_the_site_says"
 
 FIELD_EFFECTS: dict[str, str] = {
@@ -83,6 +85,10 @@ FIELD_EFFECTS: dict[str, str] = {
     "disk_gate.size": FIO,
     "disk_gate.block_size": FIO,
     "disk_gate.runtime_limit": f"{MORE}::test_disk_gate_runtime_limit_stops_fio",
+    "cpu_gate.enabled": f"{GATES}::test_cpu_gate_enabled_decides_whether_the_probe_runs",
+    "cpu_gate.max_steal_percent": CPU_THRESHOLDS,
+    "cpu_gate.min_throughput_ratio": CPU_THRESHOLDS,
+    "cpu_gate.window": f"{GATES}::test_cpu_gate_window_is_how_long_the_real_probe_runs",
     "escrow[age].backend": f"{MORE}::test_escrow_backend_picks_the_backend",
     "escrow[age].bundle": "tests/unit/test_escrow_cli.py::test_verify_passes_and_reports_counts",
     "escrow[age].identity_files": "tests/unit/test_escrow_cli.py::"
