@@ -44,6 +44,17 @@ class EscrowChecked(StepOutput):
 
 
 @dataclass(frozen=True)
+class SovereigntyChecked(StepOutput):
+    """Where every host and the repo are (ISO 3166-1 alpha-2; None: unknown)."""
+
+    STEP = "preflight-sovereignty"
+    hosts: dict[str, str | None] = field(default_factory=dict)
+    repo_host: str = ""
+    repo_country: str | None = None
+    allowed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Provisioned(StepOutput):
     STEP = "provision"
     hosts: list[HostInfo] = field(default_factory=list)

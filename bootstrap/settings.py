@@ -40,6 +40,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from bootstrap import pins
+from bootstrap.sitetypes.country import CountryCode
 from bootstrap.sitetypes.durations import Duration
 from bootstrap.sitetypes.model import CrossFieldError, Loc, SiteModel, raise_if
 from bootstrap.sitetypes.paths import SitePath, resolve_path
@@ -101,6 +102,11 @@ class Host(SiteModel):
     )
     labels: dict[str, str] = Field(
         default_factory=dict, description="Kubernetes node labels (k3s --node-label)."
+    )
+    country: CountryCode | None = Field(
+        default=None,
+        description="Where the machine is (ISO 3166-1 alpha-2, e.g. NO); checked against "
+        "sovereignty.allowed_countries.",
     )
 
     @model_validator(mode="after")
@@ -477,6 +483,11 @@ class Repo(SiteModel):
         default=None,
         description="known_hosts for the git host; defaults to {escrow: known_hosts} (ssh).",
     )
+    country: CountryCode | None = Field(
+        default=None,
+        description="Where the git host keeps the repo (ISO 3166-1 alpha-2); reported, and "
+        "checked against sovereignty.allowed_countries.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -509,6 +520,16 @@ class SyncWait(SiteModel):
     ignore_apps: tuple[NonEmpty, ...] = Field(default=(), description="Apps not waited for.")
     stable_for: Duration = Field(
         default=timedelta(seconds=30), description="How long all apps must stay Synced+Healthy."
+    )
+
+
+class Sovereignty(SiteModel):
+    """Where the restored data may land: refuse hosts outside these countries, in preflight."""
+
+    allowed_countries: tuple[CountryCode, ...] = Field(
+        default=(),
+        description="ISO 3166-1 alpha-2 codes (quote 'NO'); empty = no restriction. A host or "
+        "repo in another country, or of unknown country, is refused before anything is created.",
     )
 
 
@@ -553,6 +574,9 @@ class Site(SiteModel):
     repo: Repo = Field(description="The GitOps repository.")
     sync_wait: SyncWait = Field(default_factory=lambda: SyncWait(), description="Waiting for apps.")
     rto: Rto = Field(default_factory=lambda: Rto(), description="Recovery time objective.")
+    sovereignty: Sovereignty = Field(
+        default_factory=lambda: Sovereignty(), description="Countries the data may land in."
+    )
     ssh: Ssh = Field(default_factory=lambda: Ssh(), description="SSH settings.")
     report: Report = Field(default_factory=lambda: Report(), description="Report output.")
 

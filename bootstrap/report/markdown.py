@@ -56,8 +56,9 @@ def render(report: dict[str, Any]) -> str:
         for name, a in sorted(report["apps"].items()):
             lines.append(f"| {_cell(name)} | {a.get('sync')} | {a.get('health')} |")
     if report.get("hosts"):
-        lines += ["", "## Hosts", "", "| host | fdatasync p99 (fio) | CPU steal | CPU throughput |",
-                  "|---|---|---|---|"]  # fmt: skip
+        lines += ["", "## Hosts", "",
+                  "| host | country | fdatasync p99 (fio) | CPU steal | CPU throughput |",
+                  "|---|---|---|---|---|"]  # fmt: skip
         for name, h in sorted(report["hosts"].items()):
             d, c = h.get("disk"), h.get("cpu")
             disk = f"{d['p99_ms']:.2f} ms (max {d['threshold_ms']:g})" if d else "-"
@@ -68,7 +69,16 @@ def render(report: dict[str, Any]) -> str:
                 if c
                 else "-"
             )
-            lines.append(f"| {_cell(name)} | {disk} | {steal} | {thr} |")
+            country = h.get("country") or "unknown"
+            lines.append(f"| {_cell(name)} | {country} | {disk} | {steal} | {thr} |")
+    repo = report.get("repo_location")
+    if repo:
+        allowed = ", ".join(repo["allowed"]) or "any (no sovereignty list)"
+        lines += [
+            "",
+            f"Config repo on {_cell(repo['host'])}, in {repo['country'] or 'an unknown country'}; "
+            f"allowed countries: {allowed}.",
+        ]
     lines += ["", "## Warnings", ""]
     lines += [f"- {_cell(w)}" for w in report["warnings"]] or ["- none"]
     if report["decisions"]:

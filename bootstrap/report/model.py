@@ -14,7 +14,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from bootstrap.outputs import AppsSynced, CpuGated, DiskGated, KeysRestored
+from bootstrap.outputs import (
+    AppsSynced,
+    CpuGated,
+    DiskGated,
+    KeysRestored,
+    SovereigntyChecked,
+)
 from bootstrap.records import OutputFormatError, RunRow, StepOutput, StepRow
 from bootstrap.settings import Site
 
@@ -139,8 +145,12 @@ def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> l
 
 
 def host_fitness(steps: Sequence[StepRow]) -> dict[str, dict[str, Any]]:
-    """Per host, what the gates measured: fio's fdatasync figures and the CPU probe's."""
+    """Per host, where it is and what the gates measured: fio's fdatasync figures and the
+    CPU probe's."""
     hosts: dict[str, dict[str, Any]] = {}
+    where = output_of(steps, SovereigntyChecked)
+    for name, country in (where.hosts if where else {}).items():
+        hosts.setdefault(name, {})["country"] = country
     disk = output_of(steps, DiskGated)
     for d in disk.verdicts if disk else []:
         hosts.setdefault(d.host, {})["disk"] = asdict(d)
@@ -148,6 +158,14 @@ def host_fitness(steps: Sequence[StepRow]) -> dict[str, dict[str, Any]]:
     for c in cpu.verdicts if cpu else []:
         hosts.setdefault(c.host, {})["cpu"] = asdict(c) | {"throughput_ratio": c.throughput_ratio}
     return hosts
+
+
+def repo_location(steps: Sequence[StepRow]) -> dict[str, Any] | None:
+    """Where the config repo is, and the countries the site allowed (None: not checked)."""
+    where = output_of(steps, SovereigntyChecked)
+    if where is None:
+        return None
+    return {"host": where.repo_host, "country": where.repo_country, "allowed": where.allowed}
 
 
 def decisions(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -192,6 +210,7 @@ def build(
         "steps": [_step(s, ctx) for s in steps],
         "apps": apps,
         "hosts": host_fitness(steps),
+        "repo_location": repo_location(steps),
         "warnings": warnings(steps, events),
         "decisions": decisions(events),
         "lab_standins": list(ctx.standins),

@@ -46,6 +46,10 @@ SHAMIR_OPEN = "tests/unit/test_escrow_cli.py::test_shamir_escrow_opens_with_thre
 SEALED = f"{MORE}::test_sealed_secrets_namespace_and_controller_name_reach_the_cluster"
 SYNC_SCOPE = f"{MORE}::test_sync_wait_decides_which_apps_count_and_when_to_give_up"
 GATES = "tests/unit/test_field_effects_gates.py"
+SOVEREIGN = "tests/unit/test_sovereignty.py::"
+SOV_REFUSED = (
+    f"{SOVEREIGN}test_a_host_or_repo_outside_the_allowed_countries_is_refused_in_preflight"
+)
 CPU_THRESHOLDS = f"{GATES}::test_cpu_gate_thresholds_decide_the_verdict"
 SYNC_TIMING = f"{MORE}::test_sync_wait_polls_and_holds_as_the_site_says"
 
@@ -61,6 +65,7 @@ FIELD_EFFECTS: dict[str, str] = {
     "provider[static].hosts.ssh_port": STATIC_HOSTS,
     "provider[static].hosts.host_key_fingerprint": CONNECT,
     "provider[static].hosts.labels": f"{EFFECTS}::test_site_labels_reach_the_provider_hosts",
+    "provider[static].hosts.country": SOV_REFUSED,
     "provider[lab].type": f"{MORE}::test_provider_type_picks_the_provider",
     "provider[lab].servers": LAB_HOSTS,
     "provider[lab].agents": REFUSED,
@@ -121,6 +126,8 @@ FIELD_EFFECTS: dict[str, str] = {
     "repo.path": POINT,
     "repo.deploy_key": f"{MORE}::test_repo_deploy_key_and_known_hosts_reach_the_reconciler",
     "repo.known_hosts": f"{MORE}::test_repo_deploy_key_and_known_hosts_reach_the_reconciler",
+    "repo.country": SOV_REFUSED,
+    "sovereignty.allowed_countries": SOV_REFUSED,
     "sync_wait.timeout": SYNC_SCOPE,
     "sync_wait.poll_interval": SYNC_TIMING,
     "sync_wait.require_all": SYNC_SCOPE,
