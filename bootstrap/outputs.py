@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator
 
 from bootstrap.cpugate import CpuVerdict
-from bootstrap.diskgate import DiskVerdict
+from bootstrap.diskgate import DiskVerdict, SustainedVerdict
 from bootstrap.providers.base import HostInfo
 from bootstrap.records import StepOutput
 
@@ -81,6 +81,7 @@ class Connected(StepOutput):
 class DiskGated(StepOutput):
     STEP = "disk-gate"
     verdicts: list[DiskVerdict] = field(default_factory=list)
+    sustained: list[SustainedVerdict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

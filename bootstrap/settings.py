@@ -275,6 +275,14 @@ class Kubernetes(SiteModel):
         return self
 
 
+class SustainedDiskCheck(SiteModel):
+    """etcd's write pattern kept up for a while: catches disks that pass a burst only."""
+
+    seconds: int = Field(
+        ge=5, le=3600, description="How long fio keeps up the write+fdatasync load (time_based)."
+    )
+
+
 class DiskGate(SiteModel):
     """Refuse a disk too slow for etcd (fio fdatasync p99), before installing k3s."""
 
@@ -291,6 +299,11 @@ class DiskGate(SiteModel):
     block_size: int = Field(default=2300, ge=512, le=1 << 20, description="fio --bs in bytes.")
     runtime_limit: Duration = Field(
         default=timedelta(minutes=2), description="Give up fio after this."
+    )
+    sustained: SustainedDiskCheck | None = Field(
+        default=None,
+        description="Also run the write load for `seconds` after the burst and judge its p99 "
+        "(p50/p99/max and throughput are reported); None = burst only.",
     )
 
 

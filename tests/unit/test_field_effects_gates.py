@@ -11,6 +11,7 @@ machine is.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from bootstrap.adapters.ssh import Result
 from bootstrap.errors import PreflightError
 from bootstrap.events import Event
 from bootstrap.options import RunOptions
-from bootstrap.outputs import CpuGated
+from bootstrap.outputs import CpuGated, DiskGated
 from bootstrap.steps import hosts
 from tests.unit.test_field_effects import LocalShell, context, site
 
@@ -108,3 +109,26 @@ def test_cpu_gate_window_is_how_long_the_real_probe_runs(tmp_path: Path) -> None
     assert v.host == "s1" and v.ok
     assert 1.0 <= v.window_s < 3.0, "each phase of the probe runs for the window"
     assert v.cores >= 1 and v.single_ops_per_s > 0
+
+
+@pytest.mark.skipif(shutil.which("fio") is None, reason="needs fio (make setup installs it)")
+def test_disk_gate_sustained_seconds_runs_real_fio_for_that_long(tmp_path: Path) -> None:
+    etcd = tmp_path / "etcd-disk"
+    s = site(tmp_path, f"disk_gate: {{size: 1m, directory: {etcd}, p99_fdatasync_ms: 10000, "
+             "sustained: {seconds: 5}}\n")  # fmt: skip
+    shell = LocalShell([])
+    ctx = context(tmp_path, s, "disk-gate", shell)
+    hosts.disk_gate(ctx)
+    sustained = [c for c in shell.commands if "--name=etcd-sustained" in c]
+    assert len(sustained) == 1 and "--time_based --runtime=5 " in sustained[0]
+    out = DiskGated.from_json(ctx.outputs)
+    (v,) = out.sustained
+    assert v.host == "s1" and v.seconds == 5 and v.ok
+    # fio kept writing for 5 s over a 1 MiB file: more syncs than the file holds in one pass
+    assert v.syncs > (1 << 20) // 2300 and v.write_kib_s > 0
+    assert v.p50_ms <= v.p99_ms <= v.max_ms
+    assert not list(etcd.glob("etcd-*.*")), "the gate removes its job files"
+    burst_only = site(tmp_path, f"disk_gate: {{directory: {etcd}, size: 1m}}\n")
+    without = context(tmp_path / "b", burst_only, "disk-gate", LocalShell([]))
+    hosts.disk_gate(without)
+    assert DiskGated.from_json(without.outputs).sustained == []

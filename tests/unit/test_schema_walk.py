@@ -89,6 +89,8 @@ FIELD_EFFECTS: dict[str, str] = {
     "disk_gate.p99_fdatasync_ms": f"{MORE}::test_disk_gate_threshold_decides_the_verdict",
     "disk_gate.size": FIO,
     "disk_gate.block_size": FIO,
+    "disk_gate.sustained.seconds": f"{GATES}::"
+    "test_disk_gate_sustained_seconds_runs_real_fio_for_that_long",
     "disk_gate.runtime_limit": f"{MORE}::test_disk_gate_runtime_limit_stops_fio",
     "cpu_gate.enabled": f"{GATES}::test_cpu_gate_enabled_decides_whether_the_probe_runs",
     "cpu_gate.max_steal_percent": CPU_THRESHOLDS,
