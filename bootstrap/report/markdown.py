@@ -62,6 +62,11 @@ def render(report: dict[str, Any]) -> str:
         for name, h in sorted(report["hosts"].items()):
             d, c = h.get("disk"), h.get("cpu")
             disk = f"{d['p99_ms']:.2f} ms (max {d['threshold_ms']:g})" if d else "-"
+            if sd := h.get("disk_sustained"):
+                disk += (
+                    f"; {sd['seconds']} s sustained: p99 {sd['p99_ms']:.2f} ms, "
+                    f"max {sd['max_ms']:.2f} ms, {sd['write_kib_s']:.0f} KiB/s"
+                )
             steal = f"{c['steal_percent']:.1f}% (max {c['max_steal_percent']:g}%)" if c else "-"
             thr = (
                 f"{c['single_ratio']:.2f} of 1 core, {c['all_ratio']:.2f} of {c['cores']} "

@@ -128,6 +128,10 @@ def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> l
                         f"{s.step_id}: {v.host}: fdatasync p99 {v.p99_ms:.2f} ms exceeds "
                         f"{v.threshold_ms:.2f} ms"
                     )
+        if gate is not None and s.step_id == DiskGated.STEP:
+            for sv in gate.sustained:
+                if not sv.ok:
+                    out.append(f"{s.step_id}: {sv.host}: {sv.summary()}")
         if cpu is not None and s.step_id == CpuGated.STEP:
             for c in cpu.verdicts:
                 if not c.ok:
@@ -154,6 +158,8 @@ def host_fitness(steps: Sequence[StepRow]) -> dict[str, dict[str, Any]]:
     disk = output_of(steps, DiskGated)
     for d in disk.verdicts if disk else []:
         hosts.setdefault(d.host, {})["disk"] = asdict(d)
+    for sd in disk.sustained if disk else []:
+        hosts.setdefault(sd.host, {})["disk_sustained"] = asdict(sd)
     cpu = output_of(steps, CpuGated)
     for c in cpu.verdicts if cpu else []:
         hosts.setdefault(c.host, {})["cpu"] = asdict(c) | {"throughput_ratio": c.throughput_ratio}
