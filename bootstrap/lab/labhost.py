@@ -359,6 +359,19 @@ class LabHost:
         if self.is_running():
             hostcgroup.set_cpu_quota(self._cgroups(), fraction)
 
+    def throttle_disk(self, mountpoint: str, iops: int) -> None:
+        """Change the write-IOPS limit of the slow disk at ``mountpoint``, at once (also while
+        a job runs on it): a cloud volume whose burst credits have run out."""
+        disk = next(
+            (d for d in self._rec.disks if d.mountpoint == mountpoint and d.kind == "slow"), None
+        )
+        if disk is None:
+            raise PermanentError(f"no slow disk at {mountpoint}", target=self.name)
+        disk.write_iops = iops
+        self._save()
+        if disk.loop:
+            hostdisk.throttle(disk.loop, iops, self._cgroups().blkio)
+
     def fast_disk(self, mountpoint: str, *, size_mib: int = 256) -> None:
         """A tmpfs at ``mountpoint`` (contents do not survive a power cut, like a cache)."""
         self._add_disk(DiskSpec(hostdisk.check_mountpoint(mountpoint), "fast", size_mib))
