@@ -128,7 +128,9 @@ def test_disk_gate_sustained_seconds_runs_real_fio_for_that_long(tmp_path: Path)
     assert v.syncs > (1 << 20) // 2300 and v.write_kib_s > 0
     assert v.p50_ms <= v.p99_ms <= v.max_ms
     assert not list(etcd.glob("etcd-*.*")), "the gate removes its job files"
-    burst_only = site(tmp_path, f"disk_gate: {{directory: {etcd}, size: 1m}}\n")
+    burst_only = site(
+        tmp_path, f"disk_gate: {{directory: {etcd}, size: 1m, p99_fdatasync_ms: 10000}}\n"
+    )
     without = context(tmp_path / "b", burst_only, "disk-gate", LocalShell([]))
     hosts.disk_gate(without)
     assert DiskGated.from_json(without.outputs).sustained == []
