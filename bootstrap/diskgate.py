@@ -7,6 +7,12 @@ installing k3s, unless the operator explicitly accepts it with a reason.
 This module is pure logic: the playbook ``playbooks/disk-gate.yml`` runs fio on the host and
 fetches the JSON back; here we read ``jobs[0].sync.lat_ns`` (the fdatasync latency, in
 nanoseconds; not ``write.clat_ns``, which measures the buffered write) and decide.
+
+The optional *sustained* check (``disk_gate.sustained``) is the same write+fdatasync pattern
+kept up for N seconds (fio ``--time_based``), closer to what etcd sees in service and similar in
+spirit to ``etcdctl check perf``: a cloud volume with burst credits passes a 22 MB burst and
+collapses once the credits run out. It reports p50/p99/max fdatasync and the write throughput,
+and is judged against the same p99 threshold.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ DEFAULT_THRESHOLD_MS = 10.0
 """etcd's documented guidance: 99th percentile of fdatasync below 10 ms."""
 
 FIO_JOB_NAME = "etcd-gate"
+SUSTAINED_JOB_NAME = "etcd-sustained"
 
 
 DEFAULT_SIZE = "22m"
@@ -156,6 +163,94 @@ def judge_file(path: Path, *, host: str, threshold_ms: float = DEFAULT_THRESHOLD
     except OSError as exc:
         raise _malformed(host, f"cannot read {path}: {exc.strerror}") from None
     return judge(data, host=host, threshold_ms=threshold_ms)
+
+
+def sustained_command(
+    directory: str,
+    seconds: int,
+    size: str = DEFAULT_SIZE,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> list[str]:
+    """The sustained job: etcd's write pattern for ``seconds`` (looping over a ``size`` file)."""
+    return [
+        "fio",
+        f"--name={SUSTAINED_JOB_NAME}",
+        f"--directory={directory}",
+        "--rw=write",
+        "--ioengine=sync",
+        "--fdatasync=1",
+        f"--size={size}",
+        f"--bs={block_size}",
+        "--time_based",
+        f"--runtime={seconds}",
+        "--output-format=json",
+    ]
+
+
+@dataclass(frozen=True)
+class SustainedVerdict:
+    """What the sustained check measured on one host and whether it passes."""
+
+    host: str
+    seconds: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    syncs: int
+    write_kib_s: float
+    threshold_ms: float
+    ok: bool
+
+    def summary(self) -> str:
+        return (
+            f"sustained {self.seconds} s: fdatasync p99 {self.p99_ms:.2f} ms (p50 "
+            f"{self.p50_ms:.2f} ms, max {self.max_ms:.2f} ms, {self.syncs} syncs, "
+            f"{self.write_kib_s:.0f} KiB/s), threshold {self.threshold_ms:g} ms"
+        )
+
+
+def judge_sustained(
+    fio_output: str | bytes,
+    *,
+    host: str,
+    seconds: int,
+    threshold_ms: float = DEFAULT_THRESHOLD_MS,
+) -> SustainedVerdict:
+    """Parse the sustained job's fio JSON into a verdict (the same p99 threshold)."""
+    burst = judge(fio_output, host=host, threshold_ms=threshold_ms)
+    text = fio_output.decode("utf-8", "replace") if isinstance(fio_output, bytes) else fio_output
+    doc = _extract_json(text, host)
+    max_ns = _ns(_get(doc, ("jobs", 0, "sync", "lat_ns", "max"), host), "max", host)
+    bw = _ns(_get(doc, ("jobs", 0, "write", "bw_bytes"), host), "bw_bytes", host)
+    return SustainedVerdict(
+        host=host,
+        seconds=seconds,
+        p50_ms=burst.p50_ms,
+        p99_ms=burst.p99_ms,
+        max_ms=max_ns / 1e6,
+        syncs=burst.syncs,
+        write_kib_s=round(bw / 1024, 1),
+        threshold_ms=threshold_ms,
+        ok=burst.ok,
+    )
+
+
+def enforce_sustained(verdict: SustainedVerdict, *, accept_slow_disk: str | None = None) -> bool:
+    """Like ``enforce``, for the sustained check (the same override, audited by the caller)."""
+    if verdict.ok:
+        return False
+    if accept_slow_disk and accept_slow_disk.strip():
+        return True
+    raise PreflightError(
+        f"disk too slow for etcd under sustained load: fdatasync p99 is {verdict.p99_ms:.2f} ms "
+        f"over {verdict.seconds} s, above the {verdict.threshold_ms:g} ms threshold "
+        f"(p50 {verdict.p50_ms:.2f} ms, max {verdict.max_ms:.2f} ms, {verdict.syncs} syncs, "
+        f"{verdict.write_kib_s:.0f} KiB/s)",
+        step=STEP,
+        target=verdict.host,
+        hint="the disk passes a burst but not a steady load (burst credits?): use a volume "
+        'with provisioned IOPS, or re-run with --accept-slow-disk "REASON" to proceed anyway',
+    )
 
 
 def enforce(verdict: DiskVerdict, *, accept_slow_disk: str | None = None) -> bool:

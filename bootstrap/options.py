@@ -18,12 +18,15 @@ class RunOptions:
     accept_slow_disk: str | None = None  # go past the disk gate; the reason is audited
     trust_on_first_use: bool = False  # accept unknown SSH host keys once (audited)
     site_dir: str | None = None  # the site file's folder: relative paths resolve against it
+    accept_slow_cpu: str | None = None  # go past the CPU gate; the reason is audited
 
     def to_json(self) -> dict[str, Any]:
         """The journal form: only what is set (the keys older drboot versions wrote)."""
         out: dict[str, Any] = {}
         if self.accept_slow_disk:
             out["accept_slow_disk"] = self.accept_slow_disk
+        if self.accept_slow_cpu:
+            out["accept_slow_cpu"] = self.accept_slow_cpu
         if self.trust_on_first_use:
             out["trust_on_first_use"] = True
         if self.site_dir:
@@ -33,14 +36,16 @@ class RunOptions:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunOptions:
         """Read a journalled row; unknown keys (from another drboot version) are refused."""
-        known = {"accept_slow_disk", "trust_on_first_use", "site_dir"}
+        known = {"accept_slow_disk", "accept_slow_cpu", "trust_on_first_use", "site_dir"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown run option(s) {', '.join(unknown)}")
         slow = data.get("accept_slow_disk")
+        slow_cpu = data.get("accept_slow_cpu")
         site_dir = data.get("site_dir")
         return cls(
             accept_slow_disk=str(slow) if slow else None,
+            accept_slow_cpu=str(slow_cpu) if slow_cpu else None,
             trust_on_first_use=bool(data.get("trust_on_first_use", False)),
             site_dir=str(site_dir) if site_dir else None,
         )
@@ -50,6 +55,7 @@ class RunOptions:
         return replace(
             self,
             accept_slow_disk=newer.accept_slow_disk or self.accept_slow_disk,
+            accept_slow_cpu=newer.accept_slow_cpu or self.accept_slow_cpu,
             trust_on_first_use=newer.trust_on_first_use or self.trust_on_first_use,
             site_dir=self.site_dir or newer.site_dir,
         )

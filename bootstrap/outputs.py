@@ -14,7 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-from bootstrap.diskgate import DiskVerdict
+from bootstrap.cpugate import CpuVerdict
+from bootstrap.diskgate import DiskVerdict, SustainedVerdict
 from bootstrap.providers.base import HostInfo
 from bootstrap.records import StepOutput
 
@@ -40,6 +41,17 @@ class EscrowChecked(StepOutput):
     STEP = "preflight-escrow"
     escrow_fingerprints: list[str] = field(default_factory=list)
     repo: RepoSummary | None = None
+
+
+@dataclass(frozen=True)
+class SovereigntyChecked(StepOutput):
+    """Where every host and the repo are (ISO 3166-1 alpha-2; None: unknown)."""
+
+    STEP = "preflight-sovereignty"
+    hosts: dict[str, str | None] = field(default_factory=dict)
+    repo_host: str = ""
+    repo_country: str | None = None
+    allowed: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,13 @@ class Connected(StepOutput):
 class DiskGated(StepOutput):
     STEP = "disk-gate"
     verdicts: list[DiskVerdict] = field(default_factory=list)
+    sustained: list[SustainedVerdict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CpuGated(StepOutput):
+    STEP = "cpu-gate"
+    verdicts: list[CpuVerdict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from bootstrap import pins
+from bootstrap.sitetypes.country import CountryCode
 from bootstrap.sitetypes.durations import Duration
 from bootstrap.sitetypes.model import CrossFieldError, Loc, SiteModel, raise_if
 from bootstrap.sitetypes.paths import SitePath, resolve_path
@@ -101,6 +102,11 @@ class Host(SiteModel):
     )
     labels: dict[str, str] = Field(
         default_factory=dict, description="Kubernetes node labels (k3s --node-label)."
+    )
+    country: CountryCode | None = Field(
+        default=None,
+        description="Where the machine is (ISO 3166-1 alpha-2, e.g. NO); checked against "
+        "sovereignty.allowed_countries.",
     )
 
     @model_validator(mode="after")
@@ -269,6 +275,14 @@ class Kubernetes(SiteModel):
         return self
 
 
+class SustainedDiskCheck(SiteModel):
+    """etcd's write pattern kept up for a while: catches disks that pass a burst only."""
+
+    seconds: int = Field(
+        ge=5, le=3600, description="How long fio keeps up the write+fdatasync load (time_based)."
+    )
+
+
 class DiskGate(SiteModel):
     """Refuse a disk too slow for etcd (fio fdatasync p99), before installing k3s."""
 
@@ -285,6 +299,31 @@ class DiskGate(SiteModel):
     block_size: int = Field(default=2300, ge=512, le=1 << 20, description="fio --bs in bytes.")
     runtime_limit: Duration = Field(
         default=timedelta(minutes=2), description="Give up fio after this."
+    )
+    sustained: SustainedDiskCheck | None = Field(
+        default=None,
+        description="Also run the write load for `seconds` after the burst and judge its p99 "
+        "(p50/p99/max and throughput are reported); None = burst only.",
+    )
+
+
+class CpuGate(SiteModel):
+    """Refuse a host whose CPU is stolen or throttled (steal, probe throughput), before k3s."""
+
+    enabled: bool = Field(default=True, description="Run the CPU probe on every server.")
+    max_steal_percent: float = Field(
+        default=5.0, ge=0, le=100, description="Refuse when /proc/stat steal exceeds this (%)."
+    )
+    min_throughput_ratio: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="Refuse when the probe gets less than this share of the CPU time the core "
+        "count promises (one core, and every core).",
+    )
+    window: Duration = Field(
+        default=timedelta(seconds=3),
+        description="How long the probe runs on one core, then again on every core.",
     )
 
 
@@ -457,6 +496,11 @@ class Repo(SiteModel):
         default=None,
         description="known_hosts for the git host; defaults to {escrow: known_hosts} (ssh).",
     )
+    country: CountryCode | None = Field(
+        default=None,
+        description="Where the git host keeps the repo (ISO 3166-1 alpha-2); reported, and "
+        "checked against sovereignty.allowed_countries.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -492,6 +536,16 @@ class SyncWait(SiteModel):
     )
 
 
+class Sovereignty(SiteModel):
+    """Where the restored data may land: refuse hosts outside these countries, in preflight."""
+
+    allowed_countries: tuple[CountryCode, ...] = Field(
+        default=(),
+        description="ISO 3166-1 alpha-2 codes (quote 'NO'); empty = no restriction. A host or "
+        "repo in another country, or of unknown country, is refused before anything is created.",
+    )
+
+
 class Rto(SiteModel):
     """The recovery time objective the report is measured against."""
 
@@ -521,6 +575,7 @@ class Site(SiteModel):
         default_factory=lambda: Kubernetes(), description="The k3s cluster."
     )
     disk_gate: DiskGate = Field(default_factory=lambda: DiskGate(), description="etcd disk check.")
+    cpu_gate: CpuGate = Field(default_factory=lambda: CpuGate(), description="CPU steal check.")
     escrow: Escrow = Field(description="Where the recovery secrets are escrowed.")
     sealed_secrets: SealedSecrets = Field(
         default_factory=lambda: SealedSecrets(), description="Sealed Secrets controller."
@@ -532,6 +587,9 @@ class Site(SiteModel):
     repo: Repo = Field(description="The GitOps repository.")
     sync_wait: SyncWait = Field(default_factory=lambda: SyncWait(), description="Waiting for apps.")
     rto: Rto = Field(default_factory=lambda: Rto(), description="Recovery time objective.")
+    sovereignty: Sovereignty = Field(
+        default_factory=lambda: Sovereignty(), description="Countries the data may land in."
+    )
     ssh: Ssh = Field(default_factory=lambda: Ssh(), description="SSH settings.")
     report: Report = Field(default_factory=lambda: Report(), description="Report output.")
 

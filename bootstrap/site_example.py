@@ -29,9 +29,11 @@ provider:
       role: server             # server | agent
       # Pin the host key (ssh-keyscan HOST | ssh-keygen -lf -) or set ssh.trust_on_first_use.
       host_key_fingerprint: SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU
+      country: SE              # ISO 3166-1 alpha-2: where the machine is (sovereignty)
     - name: worker-1
       address: 192.0.2.20
       role: agent
+      country: SE
       labels:
         node.example.org/pool: general
 
@@ -52,6 +54,17 @@ kubernetes:
 disk_gate:
   enabled: true
   p99_fdatasync_ms: 10
+  # sustained: {seconds: 60}   # also a steady load for 60 s (burst-credit volumes fail it)
+
+# Refuse a server whose CPU is stolen (steal) or throttled (a CPU probe against the core count).
+cpu_gate:
+  max_steal_percent: 5
+  min_throughput_ratio: 0.7
+
+# Refuse, before anything is created, hosts or a repo outside these countries
+# (quote 'NO': YAML reads a bare NO as false).
+sovereignty:
+  allowed_countries: ['NO', SE, FI, DK]
 
 # Recovery secrets (Sealed Secrets keys, k3s token, deploy key) in an age bundle.
 escrow:
@@ -73,6 +86,7 @@ repo:
   url: git@github.com:example-org/platform-config.git
   revision: main
   path: apps/overlays/prod
+  country: SE                  # where the git host keeps the repo (reported, and checked)
   # For ssh URLs these default to the escrowed deploy key and known_hosts:
   deploy_key: {escrow: deploy_key}
   known_hosts: {escrow: known_hosts}

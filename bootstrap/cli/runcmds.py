@@ -48,6 +48,12 @@ _RUN_OPTIONS = [
         help="Go on past a disk slower than the gate; the reason is audited.",
     ),
     click.option(
+        "--accept-slow-cpu",
+        metavar="REASON",
+        default=None,
+        help="Go on past a CPU the gate finds stolen or throttled; the reason is audited.",
+    ),
+    click.option(
         "--trust-on-first-use",
         is_flag=True,
         help="Accept unknown SSH host keys once; they are journalled and audited.",
@@ -74,6 +80,7 @@ def run_options(command: Callable[..., None]) -> Callable[..., None]:
     def gather(
         *args: Any,
         accept_slow_disk: str | None,
+        accept_slow_cpu: str | None,
         trust_on_first_use: bool,
         until: str | None,
         force_unlock: bool,
@@ -81,7 +88,9 @@ def run_options(command: Callable[..., None]) -> Callable[..., None]:
         **kwargs: Any,
     ) -> None:
         options = RunOptions(
-            accept_slow_disk=accept_slow_disk or None, trust_on_first_use=trust_on_first_use
+            accept_slow_disk=accept_slow_disk or None,
+            accept_slow_cpu=accept_slow_cpu or None,
+            trust_on_first_use=trust_on_first_use,
         )
         command(*args, run=RunArgs(options, until, force_unlock, output), **kwargs)
 

@@ -82,6 +82,7 @@ class HostRecord:
     memory_cgroup_parent: str | None = None
     extra_nspawn_args: list[str] = field(default_factory=list)
     disks: list[DiskSpec] = field(default_factory=list)
+    cpu_fraction: float | None = None  # slow_cpu: CFS quota in cores; None = unlimited
     nspawn_pid: int | None = None
     nspawn_start: int | None = None
 
@@ -247,6 +248,8 @@ class LabHost:
                 )
             time.sleep(0.02)
         self._save()
+        if self._rec.cpu_fraction is not None:  # before sshd and the host's services start
+            hostcgroup.set_cpu_quota(cg, self._rec.cpu_fraction)
         self.wait_ssh(timeout=max(1.0, deadline - time.monotonic()))
 
     def wait_ssh(self, *, timeout: float = 30.0) -> None:
@@ -333,6 +336,41 @@ class LabHost:
         self._add_disk(
             DiskSpec(hostdisk.check_mountpoint(mountpoint), "slow", size_mib, write_iops=iops)
         )
+
+    def slow_cpu(self, fraction: float) -> None:
+        """Cap the whole host at ``fraction`` of one core (its cgroup's CFS quota), like a
+        VPS whose plan or neighbours leave it a sliver of the cores it reports.
+
+        Persistent across reboots; applied at once on a running host."""
+        if not 0 < fraction <= 64:
+            raise PermanentError(
+                f"slow_cpu fraction {fraction!r} must be above 0 (cores, e.g. 0.1)",
+                target=self.name,
+            )
+        self._set_cpu(fraction)
+
+    def full_cpu(self) -> None:
+        """Lift the CPU cap of ``slow_cpu``."""
+        self._set_cpu(None)
+
+    def _set_cpu(self, fraction: float | None) -> None:
+        self._rec.cpu_fraction = fraction
+        self._save()
+        if self.is_running():
+            hostcgroup.set_cpu_quota(self._cgroups(), fraction)
+
+    def throttle_disk(self, mountpoint: str, iops: int) -> None:
+        """Change the write-IOPS limit of the slow disk at ``mountpoint``, at once (also while
+        a job runs on it): a cloud volume whose burst credits have run out."""
+        disk = next(
+            (d for d in self._rec.disks if d.mountpoint == mountpoint and d.kind == "slow"), None
+        )
+        if disk is None:
+            raise PermanentError(f"no slow disk at {mountpoint}", target=self.name)
+        disk.write_iops = iops
+        self._save()
+        if disk.loop:
+            hostdisk.throttle(disk.loop, iops, self._cgroups().blkio)
 
     def fast_disk(self, mountpoint: str, *, size_mib: int = 256) -> None:
         """A tmpfs at ``mountpoint`` (contents do not survive a power cut, like a cache)."""

@@ -30,6 +30,7 @@ class HostInfo:
     host_key_fingerprint: str | None = None  # pinned in the site file (second source)
     provider_id: str | None = None
     labels: dict[str, str] = field(default_factory=dict)  # Kubernetes node labels
+    country: str | None = None  # ISO 3166-1 alpha-2 of where the host is; None = unknown
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,6 +49,13 @@ class Provider(Protocol):
 
     def wanted(self) -> list[str]:
         """Host names the site wants, servers first."""
+        ...
+
+    def countries(self) -> dict[str, str | None]:
+        """The country (ISO 3166-1 alpha-2) each wanted host is or will be in, known *before*
+        anything is created (read-only): a static site declares it per host; a cloud provider
+        resolves the location it would create in (Hetzner's locations carry a country; for
+        OpenStack the site states the region's). None: unknown."""
         ...
 
     def observe(self) -> list[HostInfo]:

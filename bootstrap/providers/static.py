@@ -25,6 +25,10 @@ class StaticHosts:
             h.name for h in hosts if h.role == "agent"
         ]
 
+    def countries(self) -> dict[str, str | None]:
+        """What the site file declares per host (``country:``); None where it says nothing."""
+        return {h.name: h.country for h in self.cfg.hosts}
+
     def observe(self) -> list[HostInfo]:
         order = self.wanted()
         hosts = sorted(self.cfg.hosts, key=lambda h: order.index(h.name))
@@ -36,6 +40,7 @@ class StaticHosts:
                 ssh_port=h.ssh_port,
                 host_key_fingerprint=h.host_key_fingerprint,
                 labels=dict(h.labels),
+                country=h.country,
             )
             for h in hosts
         ]

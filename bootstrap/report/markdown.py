@@ -55,6 +55,35 @@ def render(report: dict[str, Any]) -> str:
         lines += ["", "## Applications", "", "| app | sync | health |", "|---|---|---|"]
         for name, a in sorted(report["apps"].items()):
             lines.append(f"| {_cell(name)} | {a.get('sync')} | {a.get('health')} |")
+    if report.get("hosts"):
+        lines += ["", "## Hosts", "",
+                  "| host | country | fdatasync p99 (fio) | CPU steal | CPU throughput |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for name, h in sorted(report["hosts"].items()):
+            d, c = h.get("disk"), h.get("cpu")
+            disk = f"{d['p99_ms']:.2f} ms (max {d['threshold_ms']:g})" if d else "-"
+            if sd := h.get("disk_sustained"):
+                disk += (
+                    f"; {sd['seconds']} s sustained: p99 {sd['p99_ms']:.2f} ms, "
+                    f"max {sd['max_ms']:.2f} ms, {sd['write_kib_s']:.0f} KiB/s"
+                )
+            steal = f"{c['steal_percent']:.1f}% (max {c['max_steal_percent']:g}%)" if c else "-"
+            thr = (
+                f"{c['single_ratio']:.2f} of 1 core, {c['all_ratio']:.2f} of {c['cores']} "
+                f"(min {c['min_throughput_ratio']:g})"
+                if c
+                else "-"
+            )
+            country = h.get("country") or "unknown"
+            lines.append(f"| {_cell(name)} | {country} | {disk} | {steal} | {thr} |")
+    repo = report.get("repo_location")
+    if repo:
+        allowed = ", ".join(repo["allowed"]) or "any (no sovereignty list)"
+        lines += [
+            "",
+            f"Config repo on {_cell(repo['host'])}, in {repo['country'] or 'an unknown country'}; "
+            f"allowed countries: {allowed}.",
+        ]
     lines += ["", "## Warnings", ""]
     lines += [f"- {_cell(w)}" for w in report["warnings"]] or ["- none"]
     if report["decisions"]:

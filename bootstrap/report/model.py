@@ -14,7 +14,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from bootstrap.outputs import AppsSynced, DiskGated, KeysRestored
+from bootstrap.outputs import (
+    AppsSynced,
+    CpuGated,
+    DiskGated,
+    KeysRestored,
+    SovereigntyChecked,
+)
 from bootstrap.records import OutputFormatError, RunRow, StepOutput, StepRow
 from bootstrap.settings import Site
 
@@ -108,6 +114,7 @@ def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> l
     out: list[str] = []
     keys = output_of(steps, KeysRestored)
     gate = output_of(steps, DiskGated)
+    cpu = output_of(steps, CpuGated)
     for s in steps:
         if keys is not None and s.step_id == KeysRestored.STEP:
             if keys.warning:
@@ -121,6 +128,14 @@ def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> l
                         f"{s.step_id}: {v.host}: fdatasync p99 {v.p99_ms:.2f} ms exceeds "
                         f"{v.threshold_ms:.2f} ms"
                     )
+        if gate is not None and s.step_id == DiskGated.STEP:
+            for sv in gate.sustained:
+                if not sv.ok:
+                    out.append(f"{s.step_id}: {sv.host}: {sv.summary()}")
+        if cpu is not None and s.step_id == CpuGated.STEP:
+            for c in cpu.verdicts:
+                if not c.ok:
+                    out.append(f"{s.step_id}: {c.host}: {c.summary()}")
         if s.status == "done" and s.attempts > 1:
             out.append(f"{s.step_id}: succeeded after {s.attempts} attempts")
     for e in events:
@@ -131,6 +146,32 @@ def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> l
             where = f" on {e['target']}" if e.get("target") else ""
             out.append(f"{e.get('step')}: {e.get('message')}{where}: {data['reason']}")
     return list(dict.fromkeys(out))  # de-duplicated, in order
+
+
+def host_fitness(steps: Sequence[StepRow]) -> dict[str, dict[str, Any]]:
+    """Per host, where it is and what the gates measured: fio's fdatasync figures and the
+    CPU probe's."""
+    hosts: dict[str, dict[str, Any]] = {}
+    where = output_of(steps, SovereigntyChecked)
+    for name, country in (where.hosts if where else {}).items():
+        hosts.setdefault(name, {})["country"] = country
+    disk = output_of(steps, DiskGated)
+    for d in disk.verdicts if disk else []:
+        hosts.setdefault(d.host, {})["disk"] = asdict(d)
+    for sd in disk.sustained if disk else []:
+        hosts.setdefault(sd.host, {})["disk_sustained"] = asdict(sd)
+    cpu = output_of(steps, CpuGated)
+    for c in cpu.verdicts if cpu else []:
+        hosts.setdefault(c.host, {})["cpu"] = asdict(c) | {"throughput_ratio": c.throughput_ratio}
+    return hosts
+
+
+def repo_location(steps: Sequence[StepRow]) -> dict[str, Any] | None:
+    """Where the config repo is, and the countries the site allowed (None: not checked)."""
+    where = output_of(steps, SovereigntyChecked)
+    if where is None:
+        return None
+    return {"host": where.repo_host, "country": where.repo_country, "allowed": where.allowed}
 
 
 def decisions(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -174,6 +215,8 @@ def build(
         "rto": rto(run, steps, ctx.objective_seconds),
         "steps": [_step(s, ctx) for s in steps],
         "apps": apps,
+        "hosts": host_fitness(steps),
+        "repo_location": repo_location(steps),
         "warnings": warnings(steps, events),
         "decisions": decisions(events),
         "lab_standins": list(ctx.standins),

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bootstrap.adapters.ansible import PlayResult
+from bootstrap.diskgate import SustainedVerdict
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
-from bootstrap.outputs import Connected, DiskGated, HostsPrepared, Provisioned, VerifiedKey
+from bootstrap.outputs import (
+    Connected,
+    CpuGated,
+    DiskGated,
+    HostsPrepared,
+    Provisioned,
+    VerifiedKey,
+)
 from bootstrap.steps import common
 from bootstrap.steps.registry import step
+
+if TYPE_CHECKING:
+    from bootstrap.adapters.ssh import SSHClient
 
 
 @step("provision", after=["preflight-escrow"], timeout=1800)
@@ -83,6 +95,7 @@ def disk_gate(ctx: StepContext) -> None:
     directory = str(ctx.site.etcd_dir())
     reason = ctx.options.accept_slow_disk
     verdicts = []
+    sustained: list[SustainedVerdict] = []
     for h in common.servers(ctx):
         client = common.ssh(ctx, h)
         if client.run("command -v fio", check=False, timeout=30).rc != 0:
@@ -115,11 +128,95 @@ def disk_gate(ctx: StepContext) -> None:
                 threshold_ms=verdict.threshold_ms,
                 reason=reason,
             )
-    ctx.record(DiskGated(verdicts=verdicts))
-    ctx.noop("; ".join(f"{v.host}: p99 {v.p99_ms:.2f} ms" for v in verdicts))
+        if gate.sustained is not None:
+            sustained.append(_sustained_check(ctx, client, h.name, directory, reason))
+    ctx.record(DiskGated(verdicts=verdicts, sustained=sustained))
+    ctx.noop(
+        "; ".join(
+            [f"{v.host}: p99 {v.p99_ms:.2f} ms" for v in verdicts]
+            + [f"{v.host}: sustained p99 {v.p99_ms:.2f} ms" for v in sustained]
+        )
+    )
 
 
-@step("prepare-hosts", after=["disk-gate"], timeout=1800)
+def _sustained_check(
+    ctx: StepContext, client: SSHClient, host: str, directory: str, reason: str | None
+) -> SustainedVerdict:
+    """The sustained write+fdatasync load after the burst (``disk_gate.sustained``)."""
+    from bootstrap import diskgate
+
+    gate = ctx.site.disk_gate
+    assert gate.sustained is not None
+    seconds = gate.sustained.seconds
+    ctx.progress(f"fio sustained fdatasync load for {seconds} s in {directory}", target=host)
+    argv = diskgate.sustained_command(directory, seconds, gate.size, gate.block_size)
+    cmd = " ".join(shlex.quote(a) for a in argv)
+    res = client.run(
+        f"mkdir -p {shlex.quote(directory)} && {cmd} "
+        f"&& rm -f {shlex.quote(directory)}/{diskgate.SUSTAINED_JOB_NAME}.*",
+        timeout=seconds + 120,
+    )
+    verdict = diskgate.judge_sustained(
+        res.stdout, host=host, seconds=seconds, threshold_ms=gate.p99_fdatasync_ms
+    )
+    ctx.progress(verdict.summary(), target=host)
+    if diskgate.enforce_sustained(verdict, accept_slow_disk=reason):
+        ctx.audit(
+            "slow disk (sustained load) accepted by the operator",
+            target=host,
+            p99_ms=verdict.p99_ms,
+            max_ms=verdict.max_ms,
+            threshold_ms=verdict.threshold_ms,
+            reason=reason,
+        )
+    return verdict
+
+
+@step("cpu-gate", after=["disk-gate"], timeout=600, retry=RetryPolicy.none())
+def cpu_gate(ctx: StepContext) -> None:
+    """Refuse a server whose CPU is stolen (steal) or throttled (probe throughput)."""
+    from bootstrap import cpugate
+
+    gate = ctx.site.cpu_gate
+    if not gate.enabled:
+        ctx.noop("CPU gate disabled in the site file (cpu_gate.enabled: false)")
+        ctx.record(CpuGated())
+        return
+    window = gate.window.total_seconds()
+    reason = ctx.options.accept_slow_cpu
+    verdicts = []
+    for h in common.servers(ctx):
+        client = common.ssh(ctx, h)
+        ctx.progress(f"CPU probe: {window:g} s on one core, then on every core", target=h.name)
+        res = client.run(cpugate.probe_command(window), timeout=4 * window + 60)
+        verdict = cpugate.judge(
+            res.stdout,
+            host=h.name,
+            max_steal_percent=gate.max_steal_percent,
+            min_throughput_ratio=gate.min_throughput_ratio,
+        )
+        verdicts.append(verdict)
+        ctx.progress(verdict.summary(), target=h.name)
+        if cpugate.enforce(verdict, accept_slow_cpu=reason):
+            ctx.audit(
+                "slow CPU accepted by the operator",
+                target=h.name,
+                steal_percent=verdict.steal_percent,
+                throughput_ratio=verdict.throughput_ratio,
+                max_steal_percent=verdict.max_steal_percent,
+                min_throughput_ratio=verdict.min_throughput_ratio,
+                reason=reason,
+            )
+    ctx.record(CpuGated(verdicts=verdicts))
+    ctx.noop(
+        "; ".join(
+            f"{v.host}: steal {v.steal_percent:.1f}%, throughput {v.throughput_ratio:.2f}"
+            for v in verdicts
+        )
+    )
+
+
+@step("prepare-hosts", after=["cpu-gate"], timeout=1800)
 def prepare_hosts(ctx: StepContext) -> None:
     """Base packages, time sync, swap off, kernel settings, firewall (Ansible prepare-host)."""
     n = len(common.hosts(ctx))

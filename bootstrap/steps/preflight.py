@@ -15,7 +15,7 @@ from bootstrap import secretrefs
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
 from bootstrap.errors import PreflightError
-from bootstrap.outputs import EscrowChecked, RepoSummary
+from bootstrap.outputs import EscrowChecked, RepoSummary, SovereigntyChecked
 from bootstrap.sitetypes.secretrefs import EscrowRef
 from bootstrap.steps import common
 from bootstrap.steps.registry import step
@@ -45,7 +45,31 @@ def check_references(ctx: StepContext) -> None:
     )
 
 
-@step("preflight-escrow", after=["preflight-references"], retry=RetryPolicy.none(), timeout=900)
+@step("preflight-sovereignty", after=["preflight-references"], retry=RetryPolicy.none(), timeout=60)
+def check_sovereignty(ctx: StepContext) -> None:
+    """Every host and the repo are in a country the site allows (before anything is created)."""
+    from bootstrap import sovereignty
+
+    site = ctx.site
+    where = sovereignty.locate(
+        common.provider(ctx).countries(),
+        site.repo.url,
+        site.repo.country,
+        site.sovereignty.allowed_countries,
+    )
+    sovereignty.enforce(where)
+    ctx.record(
+        SovereigntyChecked(
+            hosts=where.hosts,
+            repo_host=where.repo_host,
+            repo_country=where.repo_country,
+            allowed=where.allowed,
+        )
+    )
+    ctx.noop(where.summary())
+
+
+@step("preflight-escrow", after=["preflight-sovereignty"], retry=RetryPolicy.none(), timeout=900)
 def check_escrow(ctx: StepContext) -> None:
     """The escrow opens and every SealedSecret in the repo decrypts with its keys."""
     from bootstrap.escrow.service import check_repo

@@ -37,6 +37,7 @@ kubernetes:
   api_ready_timeout: 3m
 disk_gate:
   runtime_limit: 8s
+cpu_gate: {{window: 1s, max_steal_percent: 100, min_throughput_ratio: 0.05}}
 escrow:
   backend: age
   bundle: {root}/escrow/kit.age

@@ -79,9 +79,10 @@ def test_run_options_arrive_as_one_frozen_record() -> None:
         seen.append(run)
 
     args = ["--accept-slow-disk", "why", "--trust-on-first-use", "--until", "x", "--force-unlock"]
-    res = CliRunner().invoke(probe, [*args, "-o", "json"])
+    res = CliRunner().invoke(probe, [*args, "--accept-slow-cpu", "cpu why", "-o", "json"])
     assert res.exit_code == 0, res.output
-    assert seen == [RunArgs(RunOptions("why", True), "x", True, "json")]
+    opts = RunOptions("why", True, accept_slow_cpu="cpu why")
+    assert seen == [RunArgs(opts, "x", True, "json")]
     assert CliRunner().invoke(probe, []).exit_code == 0
     assert seen[1] == RunArgs(RunOptions())
     with pytest.raises(AttributeError):
@@ -104,9 +105,11 @@ def test_options_reach_the_engine_and_the_journal_and_merge_on_resume(tmp_path: 
     db.close()
     assert json.loads(journalled) == started  # the keys drboot has always written
 
-    code, out = _invoke(state, "resume", run_id, "--trust-on-first-use")
+    code, out = _invoke(state, "resume", run_id, "--trust-on-first-use", "--accept-slow-cpu",
+                        "lab: quota cut")  # fmt: skip
     assert code == 0, out
-    assert _outputs(state, run_id)["b"] == dict(started, trust_on_first_use=True)
+    resumed = dict(started, trust_on_first_use=True, accept_slow_cpu="lab: quota cut")
+    assert _outputs(state, run_id)["b"] == resumed
 
 
 def test_a_run_journalled_with_unknown_options_is_not_resumed(tmp_path: Path) -> None:

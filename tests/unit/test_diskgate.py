@@ -135,3 +135,25 @@ def test_verdict_summary_and_command() -> None:
     cmd = fio_command("/var/lib/rancher/k3s/server/db")
     assert "--fdatasync=1" in cmd and "--bs=2300" in cmd and "--size=22m" in cmd
     assert "--directory=/var/lib/rancher/k3s/server/db" in cmd
+
+
+def test_sustained_verdict_from_real_fio_output_reports_p50_p99_max_and_throughput() -> None:
+    from bootstrap.diskgate import enforce_sustained, judge_sustained, sustained_command
+
+    fast = judge_sustained((FIXTURES / "vda-ext4.json").read_text(), host="h1", seconds=60)
+    assert fast.ok and fast.seconds == 60
+    assert fast.p50_ms <= fast.p99_ms <= fast.max_ms == pytest.approx(76.029413)
+    assert fast.write_kib_s == pytest.approx(1212250 / 1024, abs=0.1)
+    assert enforce_sustained(fast) is False
+    slow = judge_sustained(
+        (FIXTURES / "throttled-loop-400iops.json").read_text(), host="vps-1", seconds=60
+    )
+    assert not slow.ok
+    with pytest.raises(PreflightError) as ei:
+        enforce_sustained(slow)
+    msg = ei.value.format()
+    assert "vps-1" in msg and "sustained load" in msg and "over 60 s" in msg
+    assert "max " in msg and "KiB/s" in msg and "--accept-slow-disk" in msg
+    assert enforce_sustained(slow, accept_slow_disk="known: burst volume") is True
+    cmd = sustained_command("/var/lib/etcd", 60)
+    assert "--time_based" in cmd and "--runtime=60" in cmd and "--fdatasync=1" in cmd

@@ -156,9 +156,15 @@ def test_plan_lists_every_restore_step(tmp_path: Path, seeded: Seed) -> None:
     doc = json.loads(out)
     assert (code == 0) == all(s["error"] is None for s in doc["steps"])
     steps = [s["step"] for s in doc["steps"]]
-    assert steps[:3] == ["preflight-references", "preflight-escrow", "provision"]
+    assert steps[:4] == [
+        "preflight-references",
+        "preflight-sovereignty",
+        "preflight-escrow",
+        "provision",
+    ]
     assert "wait-synced" in steps and "report" in steps
-    escrow_step = doc["steps"][1]
+    assert steps.index("disk-gate") < steps.index("cpu-gate") < steps.index("prepare-hosts")
+    escrow_step = doc["steps"][2]
     assert escrow_step["error"] is None and escrow_step["noops"], escrow_step
     _assert_no_leak(_secret_forms(seeded), out.encode(), err.encode(), state=tmp_path / "state")
 

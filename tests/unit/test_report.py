@@ -163,3 +163,47 @@ def test_unknown_run_and_format(tmp_path: Path) -> None:
         from_journal(path, "no-such-run", ctx(start))
     with pytest.raises(ValueError, match="unknown report format"):
         write.render({}, "html")
+
+
+def test_hosts_section_has_country_fio_and_cpu_figures_and_the_repo_location(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    j = Journal(path)
+    rid = "site-a-20260101T000000-gate"
+    steps = ["preflight-sovereignty", "disk-gate", "cpu-gate", "report"]
+    j.create_run(rid, "site-a", "restore", steps, {}, "digest")
+    start = j.run(rid).created  # type: ignore[union-attr]
+    disk = {"host": "server-1", "p50_ms": 1.0, "p99_ms": 2.5, "p999_ms": 4.0, "syncs": 9000,
+            "threshold_ms": 10.0, "ok": True}  # fmt: skip
+    sustained = {"host": "server-1", "seconds": 60, "p50_ms": 9.0, "p99_ms": 45.0, "max_ms": 80.0,
+                 "syncs": 2000, "write_kib_s": 75.0, "threshold_ms": 10.0, "ok": False}  # fmt: skip
+    cpu = {"host": "server-1", "cores": 2, "steal_percent": 7.5, "single_ratio": 0.1,
+           "all_ratio": 0.05, "single_ops_per_s": 1e6, "all_ops_per_s": 1e6, "window_s": 3.0,
+           "max_steal_percent": 5.0, "min_throughput_ratio": 0.7, "ok": False}  # fmt: skip
+    where = {"host": "git.example.se", "country": "SE", "allowed": ["NO", "SE"]}
+    sov = {"hosts": {"server-1": "NO"}, "repo_host": "git.example.se", "repo_country": "SE",
+           "allowed": ["NO", "SE"]}  # fmt: skip
+    outputs: dict[str, dict[str, Any]] = {
+        "preflight-sovereignty": sov,
+        "disk-gate": {"verdicts": [disk], "sustained": [sustained]},
+        "cpu-gate": {"verdicts": [cpu]},
+    }
+    for sid, out in outputs.items():
+        n = j.start_attempt(rid, sid)
+        j.end_attempt(rid, sid, n, "ok", None)
+        j.finish_step(rid, sid, "done", out, f"{sid} summary")
+    j.close()
+    r = from_journal(path, rid, ctx(start, provider="static"))
+    host = r["hosts"]["server-1"]
+    assert host["country"] == "NO" and host["disk"]["p99_ms"] == 2.5
+    assert host["cpu"]["steal_percent"] == 7.5 and host["cpu"]["throughput_ratio"] == 0.05
+    assert r["repo_location"] == where
+    assert any(w.startswith("cpu-gate: server-1: steal 7.5% (max 5%)") for w in r["warnings"])
+    md = write.render(r, "markdown")
+    assert "| server-1 | NO | 2.50 ms (max 10); 60 s sustained: p99 45.00 ms, max 80.00 ms, " in md
+    assert "| 7.5% (max 5%) | 0.10 of 1 core, 0.05 of 2" in md
+    assert host["disk_sustained"]["p99_ms"] == 45.0
+    assert any(w.startswith("disk-gate: server-1: sustained 60 s: fdatasync p99 45.00") for w in
+               r["warnings"])  # fmt: skip
+    assert "Config repo on git.example.se, in SE; allowed countries: NO, SE." in md

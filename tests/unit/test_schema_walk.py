@@ -45,6 +45,12 @@ SHAMIR_BACKUP = f"{MORE}::test_shamir_backup_splits_the_kit_as_the_site_says"
 SHAMIR_OPEN = "tests/unit/test_escrow_cli.py::test_shamir_escrow_opens_with_threshold_shares_only"
 SEALED = f"{MORE}::test_sealed_secrets_namespace_and_controller_name_reach_the_cluster"
 SYNC_SCOPE = f"{MORE}::test_sync_wait_decides_which_apps_count_and_when_to_give_up"
+GATES = "tests/unit/test_field_effects_gates.py"
+SOVEREIGN = "tests/unit/test_sovereignty.py::"
+SOV_REFUSED = (
+    f"{SOVEREIGN}test_a_host_or_repo_outside_the_allowed_countries_is_refused_in_preflight"
+)
+CPU_THRESHOLDS = f"{GATES}::test_cpu_gate_thresholds_decide_the_verdict"
 SYNC_TIMING = f"{MORE}::test_sync_wait_polls_and_holds_as_the_site_says"
 
 FIELD_EFFECTS: dict[str, str] = {
@@ -59,6 +65,7 @@ FIELD_EFFECTS: dict[str, str] = {
     "provider[static].hosts.ssh_port": STATIC_HOSTS,
     "provider[static].hosts.host_key_fingerprint": CONNECT,
     "provider[static].hosts.labels": f"{EFFECTS}::test_site_labels_reach_the_provider_hosts",
+    "provider[static].hosts.country": SOV_REFUSED,
     "provider[lab].type": f"{MORE}::test_provider_type_picks_the_provider",
     "provider[lab].servers": LAB_HOSTS,
     "provider[lab].agents": REFUSED,
@@ -82,7 +89,13 @@ FIELD_EFFECTS: dict[str, str] = {
     "disk_gate.p99_fdatasync_ms": f"{MORE}::test_disk_gate_threshold_decides_the_verdict",
     "disk_gate.size": FIO,
     "disk_gate.block_size": FIO,
+    "disk_gate.sustained.seconds": f"{GATES}::"
+    "test_disk_gate_sustained_seconds_runs_real_fio_for_that_long",
     "disk_gate.runtime_limit": f"{MORE}::test_disk_gate_runtime_limit_stops_fio",
+    "cpu_gate.enabled": f"{GATES}::test_cpu_gate_enabled_decides_whether_the_probe_runs",
+    "cpu_gate.max_steal_percent": CPU_THRESHOLDS,
+    "cpu_gate.min_throughput_ratio": CPU_THRESHOLDS,
+    "cpu_gate.window": f"{GATES}::test_cpu_gate_window_is_how_long_the_real_probe_runs",
     "escrow[age].backend": f"{MORE}::test_escrow_backend_picks_the_backend",
     "escrow[age].bundle": "tests/unit/test_escrow_cli.py::test_verify_passes_and_reports_counts",
     "escrow[age].identity_files": "tests/unit/test_escrow_cli.py::"
@@ -115,6 +128,8 @@ FIELD_EFFECTS: dict[str, str] = {
     "repo.path": POINT,
     "repo.deploy_key": f"{MORE}::test_repo_deploy_key_and_known_hosts_reach_the_reconciler",
     "repo.known_hosts": f"{MORE}::test_repo_deploy_key_and_known_hosts_reach_the_reconciler",
+    "repo.country": SOV_REFUSED,
+    "sovereignty.allowed_countries": SOV_REFUSED,
     "sync_wait.timeout": SYNC_SCOPE,
     "sync_wait.poll_interval": SYNC_TIMING,
     "sync_wait.require_all": SYNC_SCOPE,
