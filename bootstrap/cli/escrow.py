@@ -97,18 +97,34 @@ def escrow_backup(
 
 @escrow.command("verify")
 @site_argument
+@click.option(
+    "--cache",
+    "cache_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Incremental mode: remember which ciphertexts opened with which key (no plaintext; "
+    "0600) and skip them next time.",
+)
 @output_option
 @click.pass_context
-def escrow_verify(ctx: click.Context, site: Path, output: str | None) -> None:
+def escrow_verify(
+    ctx: click.Context, site: Path, cache_file: Path | None, output: str | None
+) -> None:
     """Decrypt, in memory, every SealedSecret of the config repo with the escrowed keys."""
     from bootstrap.escrow.service import check_repo, open_kit
 
     deps = deps_of(ctx, output)
     model = read_site(site).site
-    check = check_repo(model, open_kit(model))
+    check = check_repo(model, open_kit(model), cache_file=cache_file)
 
     def lines() -> Iterator[Line]:
         yield f"{check.url}@{check.commit[:12]}:{check.path}: {check.report.summary()}"
+        if check.renderer:
+            yield f"  rendered with {check.renderer}"
+        if cache_file is not None:
+            yield (
+                f"  incremental: {check.report.cache_hits} value(s) from the cache, "
+                f"{check.report.rsa_operations} RSA operation(s)"
+            )
         for fp, n in sorted(check.report.key_usage.items()):
             yield f"  key {fp}: opened {n}"
         yield from (warning(f"  warning: {w}") for w in check.warnings)

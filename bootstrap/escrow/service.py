@@ -19,7 +19,7 @@ from bootstrap import secretrefs
 from bootstrap.errors import ConfigError, EscrowError, PreflightError
 from bootstrap.escrow.backend import EscrowBackend, make_backend
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
-from bootstrap.escrow.scan import VerifyReport, find_sealed_secrets, verify
+from bootstrap.escrow.scan import VerifyCache, VerifyReport, scan_repo, verify
 from bootstrap.fsutil import write_atomic
 from bootstrap.kubeapi import KubeAPI
 from bootstrap.settings import Site
@@ -85,6 +85,7 @@ class RepoCheck:
     path: str
     report: VerifyReport
     warnings: list[str] = field(default_factory=list)
+    renderer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,19 +93,26 @@ class RepoCheck:
             "revision": self.revision,
             "commit": self.commit,
             "path": self.path,
+            "renderer": self.renderer,
             "sealed_secrets": self.report.total,
             "decrypted": self.report.ok,
             "failures": [f.__dict__ for f in self.report.failures],
+            "secrets": self.report.results,
             "key_usage": self.report.key_usage,
+            "rsa_operations": self.report.rsa_operations,
+            "cache_hits": self.report.cache_hits,
             "seconds": round(self.report.seconds, 3),
             "warnings": self.warnings,
         }
 
 
-def check_repo(site: Site, kit: RecoveryKit) -> RepoCheck:
+def check_repo(site: Site, kit: RecoveryKit, *, cache_file: Path | None = None) -> RepoCheck:
     """Clone the repo at the site's revision, render the path, decrypt every SealedSecret.
 
-    Raises ``PreflightError`` listing every SealedSecret that does not open.
+    Raises ``PreflightError`` listing every SealedSecret that does not open; its
+    ``details`` carry the whole structured result. With ``cache_file`` (incremental
+    mode) values that opened in an earlier run cost no RSA operation; the file is
+    rewritten with this run's entries only (it holds no plaintext, see ``VerifyCache``).
     """
     from bootstrap.adapters import git
 
@@ -124,9 +132,14 @@ def check_repo(site: Site, kit: RecoveryKit) -> RepoCheck:
                 target=repo.url,
                 hint="check repo.path and repo.revision in the site file",
             )
-        found = find_sealed_secrets(dest, repo.path)
-        report = verify(kit, found)
-    result = RepoCheck(repo.url, repo.revision, commit, repo.path, report)
+        scan = scan_repo(dest, repo.path)
+        cache = VerifyCache.load(cache_file) if cache_file is not None else None
+        report = verify(kit, scan.found, cache=cache)
+    if cache is not None and cache_file is not None:
+        cache.save(cache_file)
+    result = RepoCheck(
+        repo.url, repo.revision, commit, repo.path, report, list(scan.warnings), scan.renderer
+    )
     if report.opened_with_compromised:
         result.warnings.append(
             f"{len(report.opened_with_compromised)} SealedSecret(s) open only with a key "
@@ -136,7 +149,7 @@ def check_repo(site: Site, kit: RecoveryKit) -> RepoCheck:
         lines = [
             f"{f.namespace}/{f.name} ({f.source}): {f.reason}: {f.detail}" for f in report.failures
         ]
-        raise PreflightError(
+        err = PreflightError(
             f"{len(report.failures)} of {report.total} SealedSecret(s) in {repo.url}@"
             f"{commit[:12]}:{repo.path} cannot be decrypted with the escrowed keys:\n    "
             + "\n    ".join(lines),
@@ -144,6 +157,8 @@ def check_repo(site: Site, kit: RecoveryKit) -> RepoCheck:
             hint="back up the current controller keys (`drboot escrow backup`), or re-seal "
             "these secrets, then run again",
         )
+        err.details = result.to_dict()
+        raise err
     return result
 
 

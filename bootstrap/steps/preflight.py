@@ -8,6 +8,7 @@ must render.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from bootstrap.outputs import EscrowChecked, RepoSummary
 from bootstrap.sitetypes.secretrefs import EscrowRef
 from bootstrap.steps import common
 from bootstrap.steps.registry import step
+
+_SUMMARY_FIELDS = frozenset(f.name for f in dataclasses.fields(RepoSummary))
 
 
 @step("preflight-references", retry=RetryPolicy.none(), timeout=60)
@@ -66,7 +69,10 @@ def check_escrow(ctx: StepContext) -> None:
     ctx.record(
         EscrowChecked(
             escrow_fingerprints=recovery.fingerprints(),
-            repo=RepoSummary(**check.to_dict()),
+            repo=RepoSummary(**{k: v for k, v in check.to_dict().items() if k in _SUMMARY_FIELDS}),
         )
     )
-    ctx.noop(f"escrow opens; {check.report.summary()} at {check.commit[:12]}")
+    ctx.noop(
+        f"escrow opens; {check.report.summary()} at {check.commit[:12]}"
+        + (f", rendered with {check.renderer}" if check.renderer else "")
+    )

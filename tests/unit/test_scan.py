@@ -158,7 +158,7 @@ def test_verify_reports_every_failure_by_name_and_reason(repo: Path, keys: dict[
     report = verify(keys["kit"], find_sealed_secrets(repo, "apps/web"))
     got = {(f.namespace, f.name): f.reason for f in report.failures}
     assert got == {
-        ("bad", "renamed"): "no-key-decrypts",
+        ("bad", "renamed"): "wrong-scope-or-name",  # spec.template.metadata says "orig"
         ("bad", "scoped"): "wrong-scope-or-name",
         ("bad", "foreign"): "no-key-decrypts",
         ("bad", "mangled"): "malformed",
@@ -168,6 +168,17 @@ def test_verify_reports_every_failure_by_name_and_reason(repo: Path, keys: dict[
     assert (report.total, report.ok) == (10, 4)
     assert not report.passed
     assert all(f.source == "broken.yaml" for f in report.failures)
+    why = {f.name: f.detail for f in report.failures}
+    assert "name 'orig' (now 'renamed')" in why["renamed"]
+    assert "the name was changed in Git after sealing" in why["renamed"]
+    assert "sealed strict, but the manifest says cluster-wide" in why["scoped"]
+    assert "no escrowed key opens it" in why["foreign"]
+    rows = {r["name"]: r for r in report.results}
+    assert len(rows) == 10 and rows["a"]["verdict"] == "ok" and rows["a"]["file"] == "infra/all.yml"
+    assert (
+        rows["scoped"]["scope"] == "cluster-wide"
+        and rows["foreign"]["verdict"] == "no-key-decrypts"
+    )
     text = report.summary() + repr(report)
     assert "K10-scan-fixture-token" not in text and "PRIVATE KEY" not in text
 
