@@ -184,6 +184,7 @@ class BackupResult:
     added: list[str]
     kept: list[str]
     path: str
+    lacks: list[str] = field(default_factory=list)
 
 
 def backup(
@@ -197,18 +198,12 @@ def backup(
     """Export the cluster's keys into the escrow; keys already escrowed are kept (union).
 
     Values not given (token, deploy key, known_hosts) are carried over from the
-    existing kit when it opens; a new kit without a k3s token is refused. A Shamir backup
+    existing kit when it opens; a new kit without a k3s token is refused (``import_keys``
+    builds a kit of keys alone). A Shamir backup
     writes one share per file in ``escrow.shares``: all ``escrow.total`` of them, or none (a
     site listing only the shares at hand would silently make a smaller split).
     """
-    esc = site.escrow
-    if esc.backend == "shamir" and len(esc.shares) != esc.total:
-        raise ConfigError(
-            f"escrow.shares lists {len(esc.shares)} share file(s) but escrow.total is "
-            f"{esc.total}: a backup writes one share per custodian",
-            hint="list one share file per custodian in escrow.shares (escrow.total of them), "
-            "then run the backup again",
-        )
+    _shamir_needs_all_shares(site)
     backend = backend_for(site)
     old: RecoveryKit | None = None
     if Path(site.escrow.bundle).exists():
@@ -225,17 +220,42 @@ def backup(
     added = [k.fingerprint for k in found if k.fingerprint not in merged]
     for k in found:
         merged[k.fingerprint] = k  # the cluster's label (active/compromised) wins
-    token = k3s_token or (old.k3s_token if old else None)
-    if not token:
+    if not (k3s_token or (old and old.k3s_token)):
+        # with a live cluster at hand the token is one file away; `escrow import` is the
+        # way to build a kit of keys alone
         raise EscrowError(
             "the recovery kit needs the k3s cluster token and there is no earlier kit to keep "
             "it from",
             hint="pass --k3s-token-file (on a k3s server: /var/lib/rancher/k3s/server/token)",
         )
+    return _write(
+        site,
+        backend,
+        old,
+        sorted(merged.values(), key=lambda k: k.not_before),
+        added,
+        k3s_token=k3s_token,
+        deploy_key=deploy_key,
+        known_hosts=known_hosts,
+    )
+
+
+def _write(
+    site: Site,
+    backend: EscrowBackend,
+    old: RecoveryKit | None,
+    keys: list[SealingKey],
+    added: list[str],
+    *,
+    k3s_token: str | None,
+    deploy_key: str | None,
+    known_hosts: str | None,
+) -> BackupResult:
+    """Write the merged kit; values not given are carried over from the old kit."""
     kit = RecoveryKit(
         site=site.name,
-        sealing_keys=sorted(merged.values(), key=lambda k: k.not_before),
-        k3s_token=token,
+        sealing_keys=keys,
+        k3s_token=k3s_token or (old.k3s_token if old else None),
         deploy_key=deploy_key or (old.deploy_key if old else None),
         known_hosts=known_hosts or (old.known_hosts if old else None),
     )
@@ -246,8 +266,75 @@ def backup(
             for k in kit.sealing_keys
         ],
         added=added,
-        kept=[f for f in merged if f not in added],
+        kept=[k.fingerprint for k in keys if k.fingerprint not in added],
         path=str(site.escrow.bundle),
+        lacks=kit.lacks(),
+    )
+
+
+def _shamir_needs_all_shares(site: Site) -> None:
+    esc = site.escrow
+    if esc.backend == "shamir" and len(esc.shares) != esc.total:
+        raise ConfigError(
+            f"escrow.shares lists {len(esc.shares)} share file(s) but escrow.total is "
+            f"{esc.total}: writing the kit writes one share per custodian",
+            hint="list one share file per custodian in escrow.shares (escrow.total of them), "
+            "then run again",
+        )
+
+
+def import_keys(
+    site: Site,
+    key_files: list[Path],
+    *,
+    k3s_token: str | None,
+    deploy_key: str | None,
+    known_hosts: str | None,
+) -> BackupResult:
+    """Build or extend the kit offline, from key backups (main.key, PEM) and secret files.
+
+    Keys already escrowed are kept; the same key twice is one key; a different key
+    under an escrowed key's name is an error. A kit of sealing keys without a k3s
+    token is valid: verify works with it, and a restore says in preflight what it lacks.
+    """
+    from bootstrap.escrow import keyfiles
+
+    _shamir_needs_all_shares(site)
+    if not key_files and not (k3s_token or deploy_key or known_hosts):
+        raise ConfigError(
+            "nothing to import",
+            hint="pass main.key / PEM files, or --k3s-token-file / --deploy-key-file / "
+            "--known-hosts-file",
+        )
+    imported = keyfiles.read_key_files(key_files)
+    backend = backend_for(site)
+    old = open_kit(site) if Path(site.escrow.bundle).exists() else None
+    keys, added = keyfiles.merge(old.sealing_keys if old else [], imported)
+    if not keys:
+        raise ConfigError(
+            "a recovery kit needs at least one sealing key and none is escrowed yet",
+            hint="pass main.key (the documented Sealed Secrets key backup) or PEM key + cert",
+        )
+    return _write(
+        site,
+        backend,
+        old,
+        keys,
+        added,
+        k3s_token=k3s_token,
+        deploy_key=deploy_key,
+        known_hosts=known_hosts,
+    )
+
+
+def export_main_key(site: Site) -> tuple[str, list[str]]:
+    """The escrowed keys in the documented ``main.key`` format, and their fingerprints."""
+    from bootstrap.escrow import keyfiles
+
+    kit = open_kit(site)
+    return (
+        keyfiles.to_main_key(kit.sealing_keys, site.sealed_secrets.namespace),
+        kit.fingerprints(),
     )
 
 
