@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from bootstrap.sealing import Scope
 
 Reason = Literal["no-key-decrypts", "wrong-scope-or-name", "malformed", "tampered"]
+_RERANK = 32  # values between re-rankings of the key order
 _PARALLEL_MIN = 200  # below this, forking costs more than it saves
 _SKIP_DIRS = {".git", "node_modules", ".venv", "__pycache__"}
 
@@ -83,6 +84,7 @@ class VerifyReport:
     rsa_operations: int = 0
     cache_hits: int = 0
     new_cache_entries: set[str] = field(default_factory=set, repr=False)
+    pending: list[Found] = field(default_factory=list, repr=False)  # cache-only pass: misses
 
     @property
     def passed(self) -> bool:
@@ -312,11 +314,12 @@ def find_sealed_secrets(repo_dir: str | Path, path: str = ".") -> list[Found]:
 
 
 class _KeyRing:
-    """Keys in try-order; the last key that worked moves to the front.
+    """Keys in try-order: the key that opened a sibling value first, then the most used.
 
     Values of one SealedSecret are sealed with the same key, so after the first value
-    its siblings cost one RSA operation each. With a ``VerifyCache`` a value this kit
-    opened before costs none.
+    its siblings cost one RSA operation each. Across SealedSecrets the key that opened
+    the most so far goes first (repos are mostly sealed with one key), ties newest
+    first. With a ``VerifyCache`` a value this kit opened before costs none.
     """
 
     def __init__(
@@ -327,38 +330,62 @@ class _KeyRing:
     ) -> None:
         from bootstrap import sealing
 
-        self.entries = [
-            (k, sealing.fingerprint(k.public_key()), lab)
-            for k, lab in zip(keys, labels, strict=True)
-        ]
+        self.keys = list(keys)
+        self.fps = [sealing.fingerprint(k.public_key()) for k in keys]
+        self.labels = list(labels)
+        self.uses = [0] * len(keys)
         self.cache = cache
         self.tag_keys = [cache.tag_key(k) for k in keys] if cache is not None else []
         self.rsa_ops = 0
+        self.cache_only = False
+        self.opened = 0
+        self.ranked = list(range(len(keys)))
 
-    def open(self, raw: bytes, label: bytes) -> tuple[str, str]:
-        """(fingerprint, active|compromised) of the key that opened ``raw``."""
+    def _order(self, first: int | None) -> list[int]:
+        # re-ranked every _RERANK opens, not after each: a per-value "last key first" is
+        # the worst order when keys alternate (3 tries a value with 3 keys, not 2)
+        if self.opened % _RERANK == 0:
+            self.ranked = sorted(range(len(self.keys)), key=lambda i: -self.uses[i])
+        order = list(self.ranked)  # sorted() is stable: ties stay newest first
+        if first is not None:
+            order.remove(first)
+            order.insert(0, first)
+        return order
+
+    def open(self, raw: bytes, label: bytes, first: int | None = None) -> int:
+        """Index of the key that opened ``raw`` (RSA-OAEP and AES-GCM both checked)."""
         from bootstrap import sealing
 
+        digest = _digest(raw, label) if self.cache is not None else b""
         if self.cache is not None:
-            digest = _digest(raw, label)
             for i, tk in enumerate(self.tag_keys):
                 if self.cache.has(tk, digest):
                     self.cache.hits += 1
-                    return self.entries[i][1], self.entries[i][2]
+                    self.uses[i] += 1
+                    return i
+            if self.cache_only:
+                raise _CacheMiss
+        order = self._order(first)
         try:
-            _, idx = sealing.hybrid_decrypt_indexed([e[0] for e in self.entries], raw, label)
+            _, pos = sealing.hybrid_decrypt_indexed([self.keys[i] for i in order], raw, label)
         except sealing.NoKeyDecrypts:
-            self.rsa_ops += len(self.entries)
+            self.rsa_ops += len(order)
             raise
-        self.rsa_ops += idx + 1
-        entry = self.entries[idx]
+        self.rsa_ops += pos + 1
+        self.opened += 1
+        idx = order[pos]
+        self.uses[idx] += 1
         if self.cache is not None:
-            self.cache.add(self.tag_keys[idx], _digest(raw, label))
-        if idx:
-            self.entries.insert(0, self.entries.pop(idx))
-            if self.tag_keys:
-                self.tag_keys.insert(0, self.tag_keys.pop(idx))
-        return entry[1], entry[2]
+            self.cache.add(self.tag_keys[idx], digest)
+        return idx
+
+    def describe(self, idx: int) -> tuple[str, str]:
+        """(fingerprint, active|compromised) of key ``idx``."""
+        return self.fps[idx], self.labels[idx]
+
+
+class _CacheMiss(Exception):
+    """Cache-only pass: this value needs an RSA operation (it goes to the pool)."""
 
 
 def _digest(raw: bytes, label: bytes) -> bytes:
@@ -433,7 +460,7 @@ def _why(ring: _KeyRing, f: Found, raw: bytes, key: str, scope: Scope) -> tuple[
         if other is scope or (not f.namespace and other is not sealing.Scope.CLUSTER_WIDE):
             continue
         try:
-            fp, _ = ring.open(raw, sealing.encryption_label(f.namespace, f.name, other))
+            fp = ring.fps[ring.open(raw, sealing.encryption_label(f.namespace, f.name, other))]
         except sealing.UnsealError:
             continue
         return "wrong-scope-or-name", (
@@ -447,7 +474,7 @@ def _why(ring: _KeyRing, f: Found, raw: bytes, key: str, scope: Scope) -> tuple[
                 if a_scope is sealing.Scope.NAMESPACE_WIDE and a_ns == f.namespace:
                     continue
                 try:
-                    fp, _ = ring.open(raw, sealing.encryption_label(a_ns, a_name, a_scope))
+                    fp = ring.fps[ring.open(raw, sealing.encryption_label(a_ns, a_name, a_scope))]
                 except sealing.UnsealError:
                     continue
                 what = []
@@ -484,10 +511,12 @@ def _check_one(ring: _KeyRing, f: Found) -> tuple[VerifyFailure | None, list[tup
         return fail("malformed", f"no metadata.namespace; a {scope} value cannot be checked")
     label = sealing.encryption_label(f.namespace, f.name, scope)
     used: list[tuple[str, str]] = []
+    sibling: int | None = None
     for key, b64 in encrypted.items():
         try:
             raw = sealing.b64decode_sealed(str(b64))
-            used.append(ring.open(raw, label))
+            sibling = ring.open(raw, label, sibling)
+            used.append(ring.describe(sibling))
         except sealing.MalformedSealedValue as exc:
             return fail("malformed", f"value {key!r}: {exc.message}")
         except sealing.TamperedSealedValue:
@@ -502,6 +531,8 @@ def _verify_chunk(
     labels: Sequence[str],
     found: Sequence[Found],
     cache_tags: set[str] | None = None,
+    *,
+    cache_only: bool = False,
 ) -> VerifyReport:
     """Verify one slice with its own key ring (runs in-process or in a pool worker).
 
@@ -513,9 +544,15 @@ def _verify_chunk(
     cache = VerifyCache(cache_tags) if cache_tags is not None else None
     keys = [sealing.load_private_key(p, trusted=True) for p in key_pems]
     ring = _KeyRing(keys, labels, cache)
+    ring.cache_only = cache_only
     report = VerifyReport(total=len(found))
     for f in found:
-        failure, used, n = _check_one(ring, f)
+        try:
+            failure, used, n = _check_one(ring, f)
+        except _CacheMiss:
+            report.total -= 1
+            report.pending.append(f)
+            continue
         report.values_checked += n
         scope = str(sealing.scope_of(f.manifest)) if f.manifest else ""
         row: dict[str, Any] = {
@@ -581,9 +618,14 @@ def verify(
     pems = [k.tls_key for k in ordered]
     labels = [k.label for k in ordered]
     tags = cache.tags if cache is not None else None
+    done: list[VerifyReport] = []
+    if tags is not None:
+        # what the cache proves is settled here, without a pool; only misses go on
+        done.append(_verify_chunk(pems, labels, found, tags, cache_only=True))
+        found = done[0].pending
     n_workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
     if n_workers <= 1 or len(found) < 2 or (workers is None and len(found) < _PARALLEL_MIN):
-        report = _verify_chunk(pems, labels, found, tags)
+        report = _merge([*done, _verify_chunk(pems, labels, found, tags)])
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -602,7 +644,7 @@ def verify(
                     [tags] * len(chunks),
                 )
             )
-        report = _merge(parts)
+        report = _merge([*done, *parts])
     if cache is not None:
         cache.new |= report.new_cache_entries
         cache.hits = report.cache_hits

@@ -228,3 +228,33 @@ def test_incremental_cache_skips_rsa_and_holds_no_plaintext(
     forged = VerifyCache.load(cache_file)
     forged.tags.add("0" * 64)
     assert not verify(kit, scan_repo(root).found, cache=forged).passed
+
+
+def test_key_order_costs_about_one_rsa_operation_per_value() -> None:
+    """Sibling values: the key that opened the first; alternating keys: a stable order."""
+    from bootstrap.escrow.scan import Found
+
+    pairs = [sealing.generate_key(bits=1024) for _ in range(3)]
+    kit = RecoveryKit(
+        site="lab",
+        sealing_keys=[
+            SealingKey.from_pem(f"k{i}", sealing.private_key_pem(k), c)
+            for i, (k, c) in enumerate(pairs)
+        ],
+        k3s_token=None,
+    )
+
+    def found(n: int, values: int, which: Any) -> list[Found]:
+        out = []
+        for i in range(n):
+            pub = pairs[which(i)][0].public_key()
+            doc = _sealed(pub, f"s{i}", "ns", **{f"v{j}": str(j) for j in range(values)})
+            out.append(Found("ns", f"s{i}", "x.yaml", doc))
+        return out
+
+    alternating = verify(kit, found(90, 1, lambda i: i % 3), workers=1)
+    assert alternating.passed and alternating.rsa_operations <= 2.1 * 90
+    siblings = verify(kit, found(30, 4, lambda i: i % 3), workers=1)
+    assert siblings.passed and siblings.rsa_operations <= 30 * 3 + 30 * 3  # first ≤3, rest 1
+    mostly_one = verify(kit, found(100, 1, lambda i: 0 if i % 10 else 2), workers=1)
+    assert mostly_one.passed and mostly_one.rsa_operations <= 1.3 * 100
