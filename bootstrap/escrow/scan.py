@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 Reason = Literal["no-key-decrypts", "wrong-scope-or-name", "malformed", "tampered"]
 _RERANK = 32  # values between re-rankings of the key order
-_PARALLEL_MIN = 200  # below this, forking costs more than it saves
+_PARALLEL_MIN = 200
+_MAX_ALTERNATIVES = 3  # below this, forking costs more than it saves
 _SKIP_DIRS = {".git", "node_modules", ".venv", "__pycache__"}
 
 
@@ -274,11 +275,10 @@ def scan_repo(repo_dir: str | Path, path: str = ".") -> RepoScan:
             by_cipher[key] = (doc, rel_file, [rel_file], [])
             order.append(key)
             seen_refs.add(ref)
-    namespaces = sorted({_meta_ref(by_cipher[ct][0])[0] for ct in order} - {""})
     for ct in order:
         doc, source, files, raw_refs = by_cipher[ct]
         f = _found(doc, source, files)
-        result.found.append(f.with_alternatives(_alternatives(f, doc, raw_refs, namespaces)))
+        result.found.append(f.with_alternatives(_alternatives(f, doc, raw_refs)))
     return result
 
 
@@ -286,9 +286,14 @@ def _alternatives(
     f: Found,
     doc: Mapping[str, Any],
     raw_refs: Sequence[tuple[str, str, str]],
-    namespaces: Sequence[str],
 ) -> tuple[tuple[str, str, str], ...]:
-    """(namespace, name, where) a value may have been sealed for, to say why it does not open."""
+    """(namespace, name, where) a value may have been sealed for, to say why it does not open.
+
+    Only what the repo itself says about this object (its template metadata, the raw
+    files it was rendered from), at most ``_MAX_ALTERNATIVES``: each costs an RSA
+    operation per key on a failing value, and a repo full of foreign values must still
+    fail fast.
+    """
     alts: list[tuple[str, str, str]] = []
     template = _sub(_sub(doc, "spec"), "template").get("metadata")
     if isinstance(template, Mapping):
@@ -300,12 +305,11 @@ def _alternatives(
             )
         )
     alts += [(ns or f.namespace, name or f.name, rel) for ns, name, rel in raw_refs]
-    alts += [(ns, f.name, "another namespace in the repo") for ns in namespaces]
     out: list[tuple[str, str, str]] = []
     for a in alts:
         if (a[0], a[1]) != (f.namespace, f.name) and all(a[:2] != o[:2] for o in out):
             out.append(a)
-    return tuple(out)
+    return tuple(out[:_MAX_ALTERNATIVES])
 
 
 def find_sealed_secrets(repo_dir: str | Path, path: str = ".") -> list[Found]:
