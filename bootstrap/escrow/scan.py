@@ -17,6 +17,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -224,18 +225,35 @@ def scan_repo(repo_dir: str | Path, path: str = ".") -> RepoScan:
         raise ConfigError(f"repo path {path!r} points outside the repo")
     result = RepoScan(found=[])
     rendered: list[Mapping[str, Any]] = []
-    if kustomize.has_kustomization(target):
-        rel = target.relative_to(root).as_posix()
-        kubectl = kustomize.renderer()
-        result.renderer = kubectl.describe()
-        text = kustomize.build(target, kubectl=kubectl)
-        try:
-            rendered = [d for d in _docs(text) if _is_sealed(d)]
-        except _PARSE_ERRORS as exc:
-            raise PreflightError(
-                f"the kustomize render of {rel} is not readable YAML ({type(exc).__name__})",
-                hint="run `kubectl kustomize` on that path and look at the output",
-            ) from None
+    raw: list[tuple[str, list[Mapping[str, Any]]]] = []
+    # kustomize runs in its own process while the raw files are read and parsed here
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kustomize") as bg:
+        render: Future[str] | None = None
+        if kustomize.has_kustomization(target):
+            kubectl = kustomize.renderer()
+            result.renderer = kubectl.describe()
+            render = bg.submit(kustomize.build, target, kubectl=kubectl)
+        for file, text in _yaml_files(root, result.warnings):
+            rel_file = file.relative_to(root).as_posix()
+            try:
+                raw.append((rel_file, [d for d in _docs(text) if _is_sealed(d)]))
+            except _PARSE_ERRORS as exc:
+                kind = (
+                    "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__
+                )
+                result.warnings.append(
+                    f"{rel_file}: skipped, not a readable YAML document ({kind})"
+                )
+        if render is not None:
+            rel = target.relative_to(root).as_posix()
+            text = render.result()
+            try:
+                rendered = [d for d in _docs(text) if _is_sealed(d)]
+            except _PARSE_ERRORS as exc:
+                raise PreflightError(
+                    f"the kustomize render of {rel} is not readable YAML ({type(exc).__name__})",
+                    hint="run `kubectl kustomize` on that path and look at the output",
+                ) from None
     # ciphertexts -> (object, source, raw files, (namespace, name, file) as the raw files say)
     by_cipher: dict[
         frozenset[str], tuple[Mapping[str, Any], str, list[str], list[tuple[str, str, str]]]
@@ -250,17 +268,8 @@ def scan_repo(repo_dir: str | Path, path: str = ".") -> RepoScan:
                 by_cipher[ct] = (doc, f"kustomize:{rel}", [], [])
                 order.append(ct)
                 seen_refs.add(_meta_ref(doc))
-    for file, text in _yaml_files(root, result.warnings):
-        rel_file = file.relative_to(root).as_posix()
-        try:
-            docs = list(_docs(text))
-        except _PARSE_ERRORS as exc:
-            kind = "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__
-            result.warnings.append(f"{rel_file}: skipped, not a readable YAML document ({kind})")
-            continue
+    for rel_file, docs in raw:
         for doc in docs:
-            if not _is_sealed(doc):
-                continue
             ct = _ciphertexts(doc)
             if ct and ct in by_cipher:
                 _, _, files, raw_refs = by_cipher[ct]
