@@ -215,7 +215,13 @@ def escrow_export(
     model = read_site(site).site
     text, fingerprints = export_main_key(model)
     if dest is not None:
-        write_atomic(dest, text, 0o600)
+        try:
+            write_atomic(dest, text, 0o600)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write {dest} ({exc.strerror or type(exc).__name__})",
+                hint="choose a --to path in a writable directory",
+            ) from None
     deps.state().audit.append(
         "escrow.export",
         None,

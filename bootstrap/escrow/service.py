@@ -135,11 +135,16 @@ def check_repo(site: Site, kit: RecoveryKit, *, cache_file: Path | None = None) 
         scan = scan_repo(dest, repo.path)
         cache = VerifyCache.load(cache_file) if cache_file is not None else None
         report = verify(kit, scan.found, cache=cache)
-    if cache is not None and cache_file is not None:
-        cache.save(cache_file)
     result = RepoCheck(
         repo.url, repo.revision, commit, repo.path, report, list(scan.warnings), scan.renderer
     )
+    if cache is not None and cache_file is not None:
+        try:
+            cache.save(cache_file)
+        except OSError as exc:  # only a cache: the verdict stands, the next run is cold
+            result.warnings.append(
+                f"verify cache {cache_file} not written ({exc.strerror or type(exc).__name__})"
+            )
     if report.opened_with_compromised:
         result.warnings.append(
             f"{len(report.opened_with_compromised)} SealedSecret(s) open only with a key "

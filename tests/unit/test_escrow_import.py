@@ -124,6 +124,16 @@ def test_import_real_main_key_then_verify_without_token(env: Env) -> None:
     code, out, err = env.run("escrow", "verify", str(env.site))
     assert code == 0, err
     assert "1/1 SealedSecrets open" in out and "kustomize v5" in out
+    cache = env.tmp / "ci" / "verify-cache.json"
+    for expected in ("0 value(s) from the cache, 2 RSA", "1 value(s) from the cache, 0 RSA"):
+        code, out, err = env.run("escrow", "verify", str(env.site), "--cache", str(cache))
+        assert code == 0 and expected in out, out + err
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    (env.tmp / "a-file").write_text("x")
+    code, out, err = env.run(
+        "escrow", "verify", str(env.site), "--cache", str(env.tmp / "a-file" / "c")
+    )
+    assert code == 0 and "not written" in out + err
 
     # a restore says in preflight what the kit lacks, before anything is provisioned
     code, out, err = env.run("restore", str(env.site))
@@ -248,6 +258,12 @@ def test_export_main_key_to_file_or_stdout_only_when_asked(env: Env) -> None:
         "escrow", "export", str(env.site), "--format", "main.key", "--to", str(dest)
     )
     assert code == 2 and "exists" in err
+    (env.tmp / "a-file").write_text("x")
+    nowhere = env.tmp / "a-file" / "main.key"  # its "directory" is a file
+    code, out, err = env.run(
+        "escrow", "export", str(env.site), "--format", "main.key", "--to", str(nowhere)
+    )
+    assert code == 2 and "cannot write" in err and not nowhere.exists()
     code, out, err = env.run("escrow", "export", str(env.site), "--format", "main.key", "--stdout")
     assert code == 0 and yaml.safe_load(out) == doc
     env.assert_no_leak(allow_stdout_of=len(env.seen) - 2)  # the one output asked to hold keys
