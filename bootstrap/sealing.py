@@ -99,9 +99,14 @@ def encryption_label(namespace: str, name: str, scope: Scope | str) -> bytes:
     return f"{namespace}/{name}".encode()
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    """``value`` if it is a mapping, else empty: manifests from git can hold any shape."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def scope_from_annotations(annotations: Mapping[str, Any] | None) -> Scope:
     """The scope a set of annotations declares (cluster-wide wins, as in the controller)."""
-    annotations = annotations or {}
+    annotations = _mapping(annotations)
     if str(annotations.get(CLUSTER_WIDE_ANNOTATION, "")) == "true":
         return Scope.CLUSTER_WIDE
     if str(annotations.get(NAMESPACE_WIDE_ANNOTATION, "")) == "true":
@@ -115,12 +120,11 @@ def scope_of(sealed: Mapping[str, Any]) -> Scope:
     The controller labels with the SealedSecret's metadata annotations; kubeseal writes
     the same annotation in both places, so either being set is honoured.
     """
-    meta = sealed.get("metadata") or {}
-    own = scope_from_annotations(meta.get("annotations"))
+    own = scope_from_annotations(_mapping(sealed.get("metadata")).get("annotations"))
     if own is not Scope.STRICT:
         return own
-    template_meta = ((sealed.get("spec") or {}).get("template") or {}).get("metadata") or {}
-    return scope_from_annotations(template_meta.get("annotations"))
+    template = _mapping(_mapping(sealed.get("spec")).get("template"))
+    return scope_from_annotations(_mapping(template.get("metadata")).get("annotations"))
 
 
 def _scope_annotations(scope: Scope) -> dict[str, str]:

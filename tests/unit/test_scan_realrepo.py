@@ -258,3 +258,27 @@ def test_key_order_costs_about_one_rsa_operation_per_value() -> None:
     assert siblings.passed and siblings.rsa_operations <= 30 * 3 + 30 * 3  # first ≤3, rest 1
     mostly_one = verify(kit, found(100, 1, lambda i: 0 if i % 10 else 2), workers=1)
     assert mostly_one.passed and mostly_one.rsa_operations <= 1.3 * 100
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "metadata: [1]\n",
+        "metadata: {name: a, namespace: b, annotations: str}\nspec: {encryptedData: {x: AAAA}}\n",
+        "metadata: {name: a, namespace: b}\nspec: [1]\n",
+        "metadata: {name: a, namespace: b}\nspec: {template: [1], encryptedData: {x: AAAA}}\n",
+        "metadata: {name: a, namespace: b}\n"
+        "spec: {template: {metadata: 5}, encryptedData: {x: [1]}}\n",
+        "metadata: {name: a, namespace: b}\nspec: {encryptedData: {x: null, y: 12}}\n",
+        "metadata: {name: [a], namespace: {b: c}}\nspec: {encryptedData: {x: AAAA}}\n",
+    ],
+)
+def test_odd_sealedsecret_shapes_are_malformed_not_crashes(
+    tmp_path: Path, kit: RecoveryKit, text: str
+) -> None:
+    (tmp_path / "odd.yaml").write_text(
+        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\n" + text
+    )
+    report = verify(kit, scan_repo(tmp_path).found, workers=1)
+    assert report.total == 1 and [f.reason for f in report.failures] == ["malformed"]
+    assert report.results[0]["verdict"] == "malformed"
