@@ -464,8 +464,8 @@ class KeyMaterial:
 
 def keys_from_secret(secret: Mapping[str, Any]) -> KeyMaterial:
     """Read the key pair out of a controller key Secret (``data`` is base64)."""
-    meta = secret.get("metadata") or {}
-    data = secret.get("data") or {}
+    meta = _mapping(secret.get("metadata"))
+    data = _mapping(secret.get("data"))
     name = str(meta.get("name") or "")
     if "tls.key" not in data or "tls.crt" not in data:
         raise MalformedSealedValue(f"secret {name!r} has no tls.key/tls.crt; not a sealing key")
@@ -474,7 +474,7 @@ def keys_from_secret(secret: Mapping[str, Any]) -> KeyMaterial:
         cert_pem = base64.b64decode(str(data["tls.crt"]), validate=True)
     except (binascii.Error, ValueError):
         raise MalformedSealedValue(f"secret {name!r}: tls.key/tls.crt is not base64") from None
-    label = str((meta.get("labels") or {}).get(KEY_LABEL, "active"))
+    label = str(_mapping(meta.get("labels")).get(KEY_LABEL, "active"))
     return KeyMaterial(
         name=name, label=label, private_key=load_private_key(key_pem), cert_pem=cert_pem
     )

@@ -92,7 +92,8 @@ def read_key_files(paths: Sequence[Path]) -> list[SealingKey]:
         blocks = list(_PEM_BLOCK.finditer(data))
         if not blocks:
             for secret in _secrets(path, data):
-                name = str((secret.get("metadata") or {}).get("name") or "")
+                meta = secret.get("metadata")
+                name = str(meta.get("name") or "") if isinstance(meta, Mapping) else ""
                 try:
                     keys.append(SealingKey.from_secret(secret))
                 except sealing.UnsealError as exc:

@@ -196,6 +196,8 @@ def test_a_different_key_under_an_escrowed_name_is_refused(env: Env) -> None:
         (b"release: 2024-13-45\nkind: Secret\n", "has no tls.key/tls.crt"),
         (b"a: " + b"[" * 20000 + b"]" * 20000, "not a readable YAML/JSON"),
         (b"{not json", "not a readable YAML/JSON"),
+        (b"kind: Secret\nmetadata: [1]\ndata: [tls.key]\n", "has no tls.key/tls.crt"),
+        (b"kind: Secret\nmetadata: {labels: 1}\ndata: {tls.key: 1, tls.crt: 2}\n", "not base64"),
         (b"apiVersion: v1\nkind: List\nitems: []\n", "holds no Secret"),
         (
             b"apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n"
