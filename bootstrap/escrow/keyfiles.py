@@ -42,10 +42,10 @@ def _read(path: Path) -> bytes:
 
 
 def _secrets(path: Path, data: bytes) -> list[Mapping[str, Any]]:
-    from bootstrap.escrow.scan import _LOADER
+    from bootstrap.escrow.scan import MANIFEST_LOADER
 
     try:
-        docs = list(yaml.load_all(data.decode("utf-8"), Loader=_LOADER))
+        docs = list(yaml.load_all(data.decode("utf-8"), Loader=MANIFEST_LOADER))
     except UnicodeDecodeError:
         raise ConfigError(
             f"{path} is neither PEM nor UTF-8 YAML/JSON", hint="pass main.key or PEM files"

@@ -120,14 +120,14 @@ def _loader() -> type[yaml.SafeLoader]:
     return _Loader
 
 
-_LOADER = _loader()
+MANIFEST_LOADER = _loader()
 # what a malformed or hostile file can raise while being parsed and constructed
 _PARSE_ERRORS = (yaml.YAMLError, ValueError, TypeError, RecursionError, OverflowError)
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a manifest this big is data, not config
 
 
 def _docs(text: str) -> Iterator[Mapping[str, Any]]:
-    for doc in yaml.load_all(text, Loader=_LOADER):
+    for doc in yaml.load_all(text, Loader=MANIFEST_LOADER):
         if isinstance(doc, Mapping):
             if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
                 yield from (d for d in doc["items"] if isinstance(d, Mapping))
