@@ -13,6 +13,7 @@ into these at the adapter that imports the vendor library.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -32,6 +33,8 @@ class BootstrapError(Exception):
     """Base of every error the operator can act on."""
 
     exit_code: ExitCode = ExitCode.STEP_FAILED
+    # a structured result that `-o json` carries with the error (never secret values)
+    details: dict[str, Any] | None = None
 
     def __init__(
         self,

@@ -34,6 +34,7 @@ class RepoSummary:
     key_usage: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    renderer: str | None = None  # the kubectl/kustomize versions that rendered the repo
 
 
 @dataclass(frozen=True)

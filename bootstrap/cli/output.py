@@ -97,6 +97,8 @@ class Output:
                         "target": err.target,
                         "hint": err.hint,
                     }
+                    | ({"details": err.details} if err.details is not None else {}),
+                    default=str,
                 )
             )
         else:

@@ -136,7 +136,7 @@ class RecoveryKit:
 
     site: str
     sealing_keys: list[SealingKey]
-    k3s_token: str
+    k3s_token: str | None  # None: imported from key backups only; install-k3s says so
     deploy_key: str | None = None
     known_hosts: str | None = None
     created_at: dt.datetime = field(default_factory=_utcnow)
@@ -144,7 +144,8 @@ class RecoveryKit:
     def __repr__(self) -> str:
         return (
             f"RecoveryKit(site={self.site!r}, keys={self.fingerprints()!r}, "
-            f"k3s_token=<redacted>, deploy_key={'<redacted>' if self.deploy_key else None}, "
+            f"k3s_token={'<redacted>' if self.k3s_token else None}, "
+            f"deploy_key={'<redacted>' if self.deploy_key else None}, "
             f"known_hosts={'<present>' if self.known_hosts else None}, "
             f"created_at={self.created_at.isoformat()!r})"
         )
@@ -154,6 +155,16 @@ class RecoveryKit:
     def fingerprints(self) -> list[str]:
         """Fingerprints of the sealing keys, in kit order."""
         return [k.fingerprint for k in self.sealing_keys]
+
+    def lacks(self) -> list[str]:
+        """The kit items that are absent (a kit of sealing keys alone is valid for verify)."""
+        present = {
+            "sealing keys": bool(self.sealing_keys),
+            "k3s_token": bool(self.k3s_token),
+            "deploy_key": bool(self.deploy_key),
+            "known_hosts": bool(self.known_hosts),
+        }
+        return [name for name, ok in present.items() if not ok]
 
     def newest_key_not_before(self) -> dt.datetime | None:
         """notBefore of the newest key: the controller seals with the newest one."""
@@ -199,8 +210,8 @@ class RecoveryKit:
             )
         keys = doc.get("sealing_keys")
         token = doc.get("k3s_token")
-        if not isinstance(keys, list) or not isinstance(token, str):
-            raise KitFormatError("recovery kit lacks sealing_keys or k3s_token")
+        if not isinstance(keys, list) or not (token is None or isinstance(token, str)):
+            raise KitFormatError("recovery kit lacks sealing_keys, or its k3s_token is not text")
         deploy_key = doc.get("deploy_key")
         known_hosts = doc.get("known_hosts")
         return cls(

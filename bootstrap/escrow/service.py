@@ -19,7 +19,7 @@ from bootstrap import secretrefs
 from bootstrap.errors import ConfigError, EscrowError, PreflightError
 from bootstrap.escrow.backend import EscrowBackend, make_backend
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
-from bootstrap.escrow.scan import VerifyReport, find_sealed_secrets, verify
+from bootstrap.escrow.scan import VerifyCache, VerifyReport, scan_repo, verify
 from bootstrap.fsutil import write_atomic
 from bootstrap.kubeapi import KubeAPI
 from bootstrap.settings import Site
@@ -85,6 +85,7 @@ class RepoCheck:
     path: str
     report: VerifyReport
     warnings: list[str] = field(default_factory=list)
+    renderer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,19 +93,26 @@ class RepoCheck:
             "revision": self.revision,
             "commit": self.commit,
             "path": self.path,
+            "renderer": self.renderer,
             "sealed_secrets": self.report.total,
             "decrypted": self.report.ok,
             "failures": [f.__dict__ for f in self.report.failures],
+            "secrets": self.report.results,
             "key_usage": self.report.key_usage,
+            "rsa_operations": self.report.rsa_operations,
+            "cache_hits": self.report.cache_hits,
             "seconds": round(self.report.seconds, 3),
             "warnings": self.warnings,
         }
 
 
-def check_repo(site: Site, kit: RecoveryKit) -> RepoCheck:
+def check_repo(site: Site, kit: RecoveryKit, *, cache_file: Path | None = None) -> RepoCheck:
     """Clone the repo at the site's revision, render the path, decrypt every SealedSecret.
 
-    Raises ``PreflightError`` listing every SealedSecret that does not open.
+    Raises ``PreflightError`` listing every SealedSecret that does not open; its
+    ``details`` carry the whole structured result. With ``cache_file`` (incremental
+    mode) values that opened in an earlier run cost no RSA operation; the file is
+    rewritten with this run's entries only (it holds no plaintext, see ``VerifyCache``).
     """
     from bootstrap.adapters import git
 
@@ -124,9 +132,19 @@ def check_repo(site: Site, kit: RecoveryKit) -> RepoCheck:
                 target=repo.url,
                 hint="check repo.path and repo.revision in the site file",
             )
-        found = find_sealed_secrets(dest, repo.path)
-        report = verify(kit, found)
-    result = RepoCheck(repo.url, repo.revision, commit, repo.path, report)
+        scan = scan_repo(dest, repo.path)
+        cache = VerifyCache.load(cache_file) if cache_file is not None else None
+        report = verify(kit, scan.found, cache=cache)
+    result = RepoCheck(
+        repo.url, repo.revision, commit, repo.path, report, list(scan.warnings), scan.renderer
+    )
+    if cache is not None and cache_file is not None:
+        try:
+            cache.save(cache_file)
+        except OSError as exc:  # only a cache: the verdict stands, the next run is cold
+            result.warnings.append(
+                f"verify cache {cache_file} not written ({exc.strerror or type(exc).__name__})"
+            )
     if report.opened_with_compromised:
         result.warnings.append(
             f"{len(report.opened_with_compromised)} SealedSecret(s) open only with a key "
@@ -136,7 +154,7 @@ def check_repo(site: Site, kit: RecoveryKit) -> RepoCheck:
         lines = [
             f"{f.namespace}/{f.name} ({f.source}): {f.reason}: {f.detail}" for f in report.failures
         ]
-        raise PreflightError(
+        err = PreflightError(
             f"{len(report.failures)} of {report.total} SealedSecret(s) in {repo.url}@"
             f"{commit[:12]}:{repo.path} cannot be decrypted with the escrowed keys:\n    "
             + "\n    ".join(lines),
@@ -144,6 +162,8 @@ def check_repo(site: Site, kit: RecoveryKit) -> RepoCheck:
             hint="back up the current controller keys (`drboot escrow backup`), or re-seal "
             "these secrets, then run again",
         )
+        err.details = result.to_dict()
+        raise err
     return result
 
 
@@ -169,6 +189,7 @@ class BackupResult:
     added: list[str]
     kept: list[str]
     path: str
+    lacks: list[str] = field(default_factory=list)
 
 
 def backup(
@@ -182,18 +203,12 @@ def backup(
     """Export the cluster's keys into the escrow; keys already escrowed are kept (union).
 
     Values not given (token, deploy key, known_hosts) are carried over from the
-    existing kit when it opens; a new kit without a k3s token is refused. A Shamir backup
+    existing kit when it opens; a new kit without a k3s token is refused (``import_keys``
+    builds a kit of keys alone). A Shamir backup
     writes one share per file in ``escrow.shares``: all ``escrow.total`` of them, or none (a
     site listing only the shares at hand would silently make a smaller split).
     """
-    esc = site.escrow
-    if esc.backend == "shamir" and len(esc.shares) != esc.total:
-        raise ConfigError(
-            f"escrow.shares lists {len(esc.shares)} share file(s) but escrow.total is "
-            f"{esc.total}: a backup writes one share per custodian",
-            hint="list one share file per custodian in escrow.shares (escrow.total of them), "
-            "then run the backup again",
-        )
+    _shamir_needs_all_shares(site)
     backend = backend_for(site)
     old: RecoveryKit | None = None
     if Path(site.escrow.bundle).exists():
@@ -210,17 +225,42 @@ def backup(
     added = [k.fingerprint for k in found if k.fingerprint not in merged]
     for k in found:
         merged[k.fingerprint] = k  # the cluster's label (active/compromised) wins
-    token = k3s_token or (old.k3s_token if old else None)
-    if not token:
+    if not (k3s_token or (old and old.k3s_token)):
+        # with a live cluster at hand the token is one file away; `escrow import` is the
+        # way to build a kit of keys alone
         raise EscrowError(
             "the recovery kit needs the k3s cluster token and there is no earlier kit to keep "
             "it from",
             hint="pass --k3s-token-file (on a k3s server: /var/lib/rancher/k3s/server/token)",
         )
+    return _write(
+        site,
+        backend,
+        old,
+        sorted(merged.values(), key=lambda k: k.not_before),
+        added,
+        k3s_token=k3s_token,
+        deploy_key=deploy_key,
+        known_hosts=known_hosts,
+    )
+
+
+def _write(
+    site: Site,
+    backend: EscrowBackend,
+    old: RecoveryKit | None,
+    keys: list[SealingKey],
+    added: list[str],
+    *,
+    k3s_token: str | None,
+    deploy_key: str | None,
+    known_hosts: str | None,
+) -> BackupResult:
+    """Write the merged kit; values not given are carried over from the old kit."""
     kit = RecoveryKit(
         site=site.name,
-        sealing_keys=sorted(merged.values(), key=lambda k: k.not_before),
-        k3s_token=token,
+        sealing_keys=keys,
+        k3s_token=k3s_token or (old.k3s_token if old else None),
         deploy_key=deploy_key or (old.deploy_key if old else None),
         known_hosts=known_hosts or (old.known_hosts if old else None),
     )
@@ -231,8 +271,75 @@ def backup(
             for k in kit.sealing_keys
         ],
         added=added,
-        kept=[f for f in merged if f not in added],
+        kept=[k.fingerprint for k in keys if k.fingerprint not in added],
         path=str(site.escrow.bundle),
+        lacks=kit.lacks(),
+    )
+
+
+def _shamir_needs_all_shares(site: Site) -> None:
+    esc = site.escrow
+    if esc.backend == "shamir" and len(esc.shares) != esc.total:
+        raise ConfigError(
+            f"escrow.shares lists {len(esc.shares)} share file(s) but escrow.total is "
+            f"{esc.total}: writing the kit writes one share per custodian",
+            hint="list one share file per custodian in escrow.shares (escrow.total of them), "
+            "then run again",
+        )
+
+
+def import_keys(
+    site: Site,
+    key_files: list[Path],
+    *,
+    k3s_token: str | None,
+    deploy_key: str | None,
+    known_hosts: str | None,
+) -> BackupResult:
+    """Build or extend the kit offline, from key backups (main.key, PEM) and secret files.
+
+    Keys already escrowed are kept; the same key twice is one key; a different key
+    under an escrowed key's name is an error. A kit of sealing keys without a k3s
+    token is valid: verify works with it, and a restore says in preflight what it lacks.
+    """
+    from bootstrap.escrow import keyfiles
+
+    _shamir_needs_all_shares(site)
+    if not key_files and not (k3s_token or deploy_key or known_hosts):
+        raise ConfigError(
+            "nothing to import",
+            hint="pass main.key / PEM files, or --k3s-token-file / --deploy-key-file / "
+            "--known-hosts-file",
+        )
+    imported = keyfiles.read_key_files(key_files)
+    backend = backend_for(site)
+    old = open_kit(site) if Path(site.escrow.bundle).exists() else None
+    keys, added = keyfiles.merge(old.sealing_keys if old else [], imported)
+    if not keys:
+        raise ConfigError(
+            "a recovery kit needs at least one sealing key and none is escrowed yet",
+            hint="pass main.key (the documented Sealed Secrets key backup) or PEM key + cert",
+        )
+    return _write(
+        site,
+        backend,
+        old,
+        keys,
+        added,
+        k3s_token=k3s_token,
+        deploy_key=deploy_key,
+        known_hosts=known_hosts,
+    )
+
+
+def export_main_key(site: Site) -> tuple[str, list[str]]:
+    """The escrowed keys in the documented ``main.key`` format, and their fingerprints."""
+    from bootstrap.escrow import keyfiles
+
+    kit = open_kit(site)
+    return (
+        keyfiles.to_main_key(kit.sealing_keys, site.sealed_secrets.namespace),
+        kit.fingerprints(),
     )
 
 

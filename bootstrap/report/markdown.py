@@ -37,7 +37,8 @@ def render(report: dict[str, Any]) -> str:
     lines += [
         f"- run: `{report['run_id']}` ({report['outcome']})",
         f"- started: {report['started_at']}; report generated: {report['generated_at']}",
-        f"- provider: {report['provider']}; reconciler: {report['reconciler']}",
+        f"- provider: {report['provider']}; reconciler: {report['reconciler']}"
+        + (f"; repo rendered with {report['renderer']}" if report.get("renderer") else ""),
         f"- RTO (run start to every app Synced+Healthy): {verdict}",
         "",
         "## Steps",

@@ -18,6 +18,7 @@ from bootstrap.outputs import (
     AppsSynced,
     CpuGated,
     DiskGated,
+    EscrowChecked,
     KeysRestored,
     SovereigntyChecked,
 )
@@ -197,6 +198,7 @@ def build(
 ) -> dict[str, Any]:
     """The whole report as a JSON-able dict."""
     synced = output_of(steps, AppsSynced)
+    escrow = output_of(steps, EscrowChecked)
     apps = {name: asdict(a) for name, a in synced.apps.items()} if synced else {}
     failed = any(s.status == "failed" for s in steps)
     restored = any(s.step_id == RTO_STEP and s.status == "done" for s in steps)
@@ -220,4 +222,6 @@ def build(
         "warnings": warnings(steps, events),
         "decisions": decisions(events),
         "lab_standins": list(ctx.standins),
+        # the kubectl/kustomize that rendered the config repo in preflight (None: not rendered)
+        "renderer": escrow.repo.renderer if escrow is not None and escrow.repo else None,
     }

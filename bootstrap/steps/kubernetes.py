@@ -56,7 +56,7 @@ def install_k3s(ctx: StepContext) -> None:
         raise PreflightError(
             "kubernetes.token resolves to no token (the recovery kit holds none)",
             target="kubernetes.token",
-            hint="`drboot escrow backup --k3s-token-file FILE`, or set kubernetes.token to "
+            hint="`drboot escrow import SITE --k3s-token-file FILE`, or set kubernetes.token to "
             f"{{env: VAR}} / {{file: PATH}}; then `drboot resume {ctx.run_id}`",
         )
     result = common.playbook(

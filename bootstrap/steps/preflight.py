@@ -8,6 +8,7 @@ must render.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from bootstrap.outputs import EscrowChecked, RepoSummary, SovereigntyChecked
 from bootstrap.sitetypes.secretrefs import EscrowRef
 from bootstrap.steps import common
 from bootstrap.steps.registry import step
+
+_SUMMARY_FIELDS = frozenset(f.name for f in dataclasses.fields(RepoSummary))
 
 
 @step("preflight-references", retry=RetryPolicy.none(), timeout=60)
@@ -80,6 +83,31 @@ def check_escrow(ctx: StepContext) -> None:
         f"escrow opened: {len(recovery.sealing_keys)} sealing key(s)",
         target=str(ctx.site.escrow.bundle),
     )
+    lacking = [
+        (where, ref.escrow)
+        for where, ref in secretrefs.references(ctx.site)
+        if isinstance(ref, EscrowRef) and not secretrefs.resolve(ref, lambda: recovery)
+    ]
+    for where, item in lacking:
+        if item != "k3s_token":  # git falls back to its own defaults; said, not fatal
+            ctx.progress(f"the recovery kit has no {item} for {where}", target=where)
+    if any(item == "k3s_token" for _, item in lacking):
+        items = sorted({item for _, item in lacking})
+        flags = {
+            "k3s_token": "--k3s-token-file FILE",
+            "deploy_key": "--deploy-key-file FILE",
+            "known_hosts": "--known-hosts-file FILE",
+        }
+        raise PreflightError(
+            f"the recovery kit lacks {', '.join(items)}, which the site file takes from it ("
+            + ", ".join(f"{where}: {{escrow: {item}}}" for where, item in lacking)
+            + ")",
+            target=str(ctx.site.escrow.bundle),
+            hint="add it: `drboot escrow import SITE "
+            + " ".join(flags[i] for i in items if i in flags)
+            + "` (on a k3s server the token is /var/lib/rancher/k3s/server/token), or give "
+            "those fields as {env: VAR} / {file: PATH}; then run again",
+        )
     if not ctx.site.sealed_secrets.verify_in_preflight:
         ctx.noop("SealedSecret verification disabled (sealed_secrets.verify_in_preflight)")
         return
@@ -90,7 +118,10 @@ def check_escrow(ctx: StepContext) -> None:
     ctx.record(
         EscrowChecked(
             escrow_fingerprints=recovery.fingerprints(),
-            repo=RepoSummary(**check.to_dict()),
+            repo=RepoSummary(**{k: v for k, v in check.to_dict().items() if k in _SUMMARY_FIELDS}),
         )
     )
-    ctx.noop(f"escrow opens; {check.report.summary()} at {check.commit[:12]}")
+    ctx.noop(
+        f"escrow opens; {check.report.summary()} at {check.commit[:12]}"
+        + (f", rendered with {check.renderer}" if check.renderer else "")
+    )

@@ -126,6 +126,16 @@ def test_verify_names_every_secret_no_key_opens(tmp_path: Path, seeded: Seed) ->
     assert code == 3
     assert "payments/sealed-after-backup" in err and "no-key-decrypts" in err
     assert "drboot escrow backup" in err  # the next action
+    code, jout, jerr = _invoke(["-o", "json", "escrow", "verify", str(site)], tmp_path / "state")
+    assert code == 3
+    details = json.loads(jout)["details"]  # the structured result on failure too
+    rows = {(r["namespace"], r["name"]): r for r in details["secrets"]}
+    assert rows[("payments", "sealed-after-backup")]["verdict"] == "no-key-decrypts"
+    assert rows[("payments", "sealed-after-backup")]["scope"] == "strict"
+    assert all(r["file"] for r in rows.values())
+    assert sum(r["verdict"] == "ok" for r in rows.values()) == details["decrypted"]
+    assert "kustomize v5" in details["renderer"]
+    _assert_no_leak(_secret_forms(seeded), jout.encode(), jerr.encode())
 
     # The same check refuses a restore before anything is provisioned.
     code, out, err = _invoke(["-o", "json", "restore", str(site)], tmp_path / "state")

