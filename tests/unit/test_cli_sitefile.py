@@ -54,7 +54,6 @@ def _fifo(tmp_path: Path, data: bytes) -> tuple[Path, threading.Thread]:
 @pytest.fixture
 def drboot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
     monkeypatch.setenv("SIDEFX_DIR", str(tmp_path))
-    monkeypatch.setenv("SIDEFX_DELAY", "0")
     state = tmp_path / "state"
 
     def invoke(*args: str) -> Result:

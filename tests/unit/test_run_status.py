@@ -133,9 +133,8 @@ def _status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 def test_a_sigkilled_run_shows_interrupted_with_the_resume_command(
     tmp_path: Path, site_file: Path, drboot_env: dict[str, str]
 ) -> None:
-    # A long pause inside s1 keeps the process alive (not a synchronisation: the test
-    # acts on the events the process prints, and kills it long before the pause ends).
-    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path), SIDEFX_DELAY="60")
+    # s1 holds at before-act until released (it never is: the process is killed there).
+    env = dict(drboot_env, SIDEFX_DIR=str(tmp_path), SIDEFX_HOLD="s1:before-act")
     state = Path(env["DRBOOT_STATE_DIR"])
     proc = subprocess.Popen(
         [*SIDEFX, "-o", "json", "restore", str(site_file)],
@@ -184,7 +183,8 @@ def test_a_sigkilled_run_shows_interrupted_with_the_resume_command(
     assert [s["status"] for s in doc["steps"]][:2] == ["running", "pending"]
 
     # The hint is right: the resume finishes the run, and status says so.
-    res = _status(dict(env, SIDEFX_DELAY="0"), "-o", "json", "resume", run_id)
+    resume_env = {k: v for k, v in env.items() if k != "SIDEFX_HOLD"}
+    res = _status(resume_env, "-o", "json", "resume", run_id)
     assert res.returncode == 0, res.stderr
     (run,) = json.loads(_status(env, "-o", "json", "status", run_id).stdout)["runs"]
     assert (run["status"], run["process_gone"], run["next"]) == ("ok", False, None)
