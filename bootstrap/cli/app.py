@@ -93,13 +93,21 @@ class DrbootGroup(click.Group):
 
 
 def _save_crash(state_dir: Path | None) -> Path:
-    from bootstrap.fsutil import write_atomic
+    """Save the traceback in ``STATE/crashes/``, or in a private temp file if that is unusable."""
+    import tempfile
+
+    from bootstrap.fsutil import private_dir, write_atomic
     from bootstrap.runs import default_state_dir
 
-    crash_dir = (state_dir or default_state_dir()) / "crashes"
-    crash_dir.mkdir(parents=True, exist_ok=True)
-    path = crash_dir / f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.txt"
-    return write_atomic(path, traceback.format_exc())
+    name = f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.txt"
+    try:
+        crash_dir = private_dir((state_dir or default_state_dir()) / "crashes")
+        return write_atomic(crash_dir / name, traceback.format_exc())
+    except (BootstrapError, OSError):
+        fd, tmp = tempfile.mkstemp(prefix="drboot-", suffix=f"-{name}")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(traceback.format_exc())
+        return Path(tmp)
 
 
 @click.group(cls=DrbootGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -50,16 +50,22 @@ def schema(ctx: click.Context) -> None:
 @click.pass_context
 def init(ctx: click.Context, path: Path, force: bool) -> None:
     """Write a commented example site file."""
-    from bootstrap.fsutil import write_atomic
+    from bootstrap.fsutil import shown_path, write_atomic
     from bootstrap.site_example import EXAMPLE_SITE
 
-    if path.exists() and not force:
-        raise ConfigError(f"{path} exists", hint="choose another path or pass --force")
     try:
+        if path.exists() and not force:
+            raise ConfigError(f"{path} exists", hint="choose another path or pass --force")
         write_atomic(path, EXAMPLE_SITE, mode=0o644)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            why = "a part of the path is a file, not a folder"
+        elif isinstance(exc, OSError):
+            why = exc.strerror or type(exc).__name__
+        else:
+            why = "the path contains a NUL byte"
         raise ConfigError(
-            f"cannot write {path}: {exc.strerror or type(exc).__name__}",
+            f"cannot write {shown_path(path)}: {why}",
             hint="choose a path in a folder you can write to",
         ) from None
     deps_of(ctx).out().show(

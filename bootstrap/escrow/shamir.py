@@ -37,7 +37,14 @@ from bootstrap.escrow import (
     TooFewShares,
 )
 from bootstrap.escrow.kit import RecoveryKit
-from bootstrap.fsutil import Staged, commit_staged, discard_staged, stage_write
+from bootstrap.fsutil import (
+    Staged,
+    commit_staged,
+    discard_staged,
+    read_error,
+    shown_path,
+    stage_write,
+)
 
 MAGIC: Final = b"DRBOOT-KIT-SHAMIR/1\n"
 _HEAD = struct.Struct(">8sBB12s")  # split id, threshold, count, nonce
@@ -195,6 +202,11 @@ def read_kit(
         raise EscrowMissing(
             f"shamir escrow bundle {p} does not exist", hint="check the escrow path"
         ) from None
+    except (OSError, ValueError) as exc:
+        raise EscrowMissing(
+            f"shamir escrow bundle {shown_path(p)} {read_error(exc)}",
+            hint="check escrow.bundle in the site file",
+        ) from None
     shares: list[Share] = []
     missing: list[str] = []
     for sp in share_paths:
@@ -203,6 +215,11 @@ def read_kit(
         except FileNotFoundError:
             missing.append(str(sp))
             continue
+        except (OSError, ValueError) as exc:
+            raise EscrowMissing(
+                f"share file {shown_path(sp)} {read_error(exc)}",
+                hint="escrow.shares must name the share files written by `drboot escrow backup`",
+            ) from None
         shares.append(parse_share(text, where=f"share file {sp}"))
     try:
         return open_kit(bundle, shares, where=str(p))
