@@ -204,7 +204,9 @@ class Ssh(SiteModel):
         default=None, description="known_hosts to verify host keys; None = ~/.ssh/known_hosts."
     )
     trust_on_first_use: bool = Field(
-        default=False, description="Accept and record an unknown host key (never a changed one)."
+        default=False,
+        description="Accept and record an unknown host key (never a changed one); audited, like "
+        "--trust-on-first-use.",
     )
     connect_timeout: Duration = Field(
         default=timedelta(seconds=10), description="TCP+SSH handshake."
