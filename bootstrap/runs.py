@@ -57,9 +57,19 @@ class StateDir:
     """Where drboot keeps its journal, audit log, locks and run folders."""
 
     root: Path
+    audit_anchor: Path | None = None  # outside ``root``: see ``bootstrap.audit``
 
     def __post_init__(self) -> None:
         private_dir(self.root)
+        if self.audit_anchor is not None:
+            anchor = self.audit_anchor.absolute()
+            if anchor.resolve().is_relative_to(self.root.resolve()):
+                raise ConfigError(
+                    f"the audit anchor {anchor} is inside the state directory {self.root}",
+                    hint="DRBOOT_AUDIT_ANCHOR must be outside it: whoever can write the state "
+                    "directory must not be able to rewrite the anchor",
+                )
+            self.audit_anchor = anchor
 
     @property
     def journal_path(self) -> Path:
@@ -67,7 +77,7 @@ class StateDir:
 
     @property
     def audit(self) -> AuditLog:
-        return AuditLog(self.root / "audit.jsonl")
+        return AuditLog(self.root / "audit.jsonl", anchor=self.audit_anchor)
 
     def run_dir(self, run_id: str) -> Path:
         return private_dir(self.root / "runs" / run_id)
