@@ -32,7 +32,7 @@ from bootstrap.engine.lock import SiteLock
 from bootstrap.engine.runner import RunResult, execute, plan
 from bootstrap.engine.step import Pipeline
 from bootstrap.errors import ConfigError
-from bootstrap.events import EventBus, Observer
+from bootstrap.events import Event, EventBus, Observer
 from bootstrap.fsutil import private_dir, write_atomic
 from bootstrap.options import RunOptions
 from bootstrap.render.recorders import AuditRecorder, JournalRecorder
@@ -183,11 +183,29 @@ def resume(run_id: str, pipelines: dict[str, Pipeline], req: RunRequest) -> RunR
                 options=options,
                 until=req.until,
             )
+            _remove_leftovers(scope)
             return execute(pipeline, journal, scope)
         finally:
             lock.release()
     finally:
         journal.close()
+
+
+def _remove_leftovers(scope: RunScope) -> None:
+    """Secrets a killed run left on disk go before the resume acts; the audit log says which
+    files (never what they held)."""
+    from bootstrap.steps.resources import remove_dead_run_leftovers
+
+    removed = remove_dead_run_leftovers(scope.run_dir)
+    if removed:
+        scope.bus.emit(
+            Event(
+                kind="audit",
+                run_id=scope.run_id,
+                message="removed secrets a dead run left on disk",
+                data={"files": removed},
+            )
+        )
 
 
 def load_run_site(state: StateDir, run_id: str) -> Site:
