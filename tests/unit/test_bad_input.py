@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from bootstrap.cli import Deps, cli
+from bootstrap.escrow import age_file, shamir
 from bootstrap.lab.seed import OVERLAY, Seed, seed
 
 SITE = """\
@@ -33,8 +34,6 @@ repo:
   url: file://{repo}
   path: {path}
 escrow:
-  backend: age
-  bundle: "{bundle}"
 {escrow}
 """
 
@@ -61,8 +60,10 @@ class World:
                 ssh_key=key,
                 repo=self.seed.repo,
                 path=OVERLAY,
-                bundle=bundle if bundle is not None else self.seed.bundle,
-                escrow=escrow or f"  identity_files: [{self.seed.identity}]",
+                escrow=escrow
+                or "  backend: age\n"
+                f'  bundle: "{bundle if bundle is not None else self.seed.bundle}"\n'
+                f"  identity_files: [{self.seed.identity}]",
             )
         )
         return str(path)
@@ -78,7 +79,22 @@ class World:
         return str(path)
 
     def identity(self, where: str) -> str:
-        return self.site(escrow=f"  identity_files: [{where}]")
+        return self.site(escrow=f"  backend: age\n  bundle: {self.seed.bundle}\n"
+                                f"  identity_files: [{where}]")  # fmt: skip
+
+    def passphrase(self, where: str) -> str:
+        return self.site(escrow=f"  backend: age\n  bundle: {self.seed.bundle}\n"
+                                f"  passphrase: {{file: {where}}}")  # fmt: skip
+
+    def shamir(self, broken: str) -> str:
+        """A real 2-of-3 split of the seed's kit; the second share path is ``broken``."""
+        kit = age_file.read_kit(self.seed.bundle, identity_files=[self.seed.identity])
+        shares = [self.tmp / f"s{i}.share" for i in (1, 2, 3)]
+        shamir.write_kit(self.tmp / "kit.shamir", kit, shares, threshold=2)
+        return self.site(
+            escrow=f"  backend: shamir\n  bundle: {self.tmp / 'kit.shamir'}\n"
+            f"  shares: [{shares[0]}, {broken}]\n  threshold: 2\n  total: 3"
+        )
 
 
 BINARY = bytes(range(256)) * 4
@@ -94,6 +110,18 @@ ROWS: list[Row] = [
     (
         "identity file is binary",
         lambda w: ["escrow", "verify", w.identity(w.file("idb", BINARY))],
+        3,
+        "is not a text file",
+    ),
+    (
+        "share file is a directory",
+        lambda w: ["escrow", "verify", w.shamir(w.dir("shared"))],
+        3,
+        "is a directory",
+    ),
+    (
+        "share file is binary",
+        lambda w: ["escrow", "verify", w.shamir(w.file("shb", BINARY))],
         3,
         "is not a text file",
     ),
@@ -120,7 +148,7 @@ ROWS: list[Row] = [
         lambda w: [
             "escrow",
             "verify",
-            w.site(escrow=f"  passphrase: {{file: {w.tmp}/no-such-passphrase}}"),
+            w.passphrase(f"{w.tmp}/no-such-passphrase"),
         ],
         3,
         "no-such-passphrase is not readable",
@@ -130,7 +158,7 @@ ROWS: list[Row] = [
         lambda w: [
             "escrow",
             "status",
-            w.site(escrow=f"  passphrase: {{file: {w.tmp}/no-such-passphrase}}"),
+            w.passphrase(f"{w.tmp}/no-such-passphrase"),
         ],
         3,
         "no-such-passphrase is not readable",
