@@ -25,6 +25,7 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STD = "tag:yaml.org,2002:"
 _MAP_TAG, _SEQ_TAG, _INT_TAG, _FLOAT_TAG = (f"{_STD}{t}" for t in ("map", "seq", "int", "float"))
 # Scalar tags the site file may carry (implicitly or written out); anything else is refused.
+_VALUE_TAG = f"{_STD}value"  # what YAML 1.1 makes of a plain "=": text here
 _SCALAR_TAGS = {f"{_STD}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
 # YAML 1.1 reads 0x10, 017, 0b1, 1_000 and 1:30 (sexagesimal, = 90) as numbers: a site file
 # means a decimal number or text, so only these are numbers; the others stay text (and a
@@ -161,7 +162,7 @@ class _Builder:
         elif isinstance(node, yaml.SequenceNode):
             known = node.tag == _SEQ_TAG
         else:
-            known = node.tag in _SCALAR_TAGS
+            known = node.tag in _SCALAR_TAGS or (node.tag == _VALUE_TAG and node.style is None)
         if not known:
             tag = node.tag.replace(_STD, "!!") if node.tag.startswith(_STD) else node.tag
             self._problem(
@@ -175,8 +176,9 @@ class _Builder:
         if node.style is None and (
             (node.tag == _INT_TAG and not _DECIMAL_INT.fullmatch(node.value))
             or (node.tag == _FLOAT_TAG and not _DECIMAL_FLOAT.fullmatch(node.value))
+            or node.tag == _VALUE_TAG
         ):
-            return node.value  # 0x10, 017, 1:30, .inf: text, not a number
+            return node.value  # 0x10, 017, 1:30, .inf, a plain "=": text, not a number
         try:
             return self.loader.construct_object(node)
         except yaml.YAMLError as exc:
