@@ -135,7 +135,7 @@ class _Builder:
         pos = _pos(node.start_mark)
         if pos is not None:
             self.marks.value.setdefault(loc, pos)
-        if not self._known_tag(node, display(loc)):
+        if not self._known_tag(node, loc):
             return None
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, display(loc))
@@ -155,7 +155,7 @@ class _Builder:
         finally:
             self.active.discard(id(node))
 
-    def _known_tag(self, node: yaml.Node, where: str) -> bool:
+    def _known_tag(self, node: yaml.Node, loc: Loc) -> bool:
         """Refuse a tag the loader does not know (``!foo``, ``!!set``, ``!!python/...``)."""
         if isinstance(node, yaml.MappingNode):
             known = node.tag == _MAP_TAG
@@ -167,7 +167,7 @@ class _Builder:
             tag = node.tag.replace(_STD, "!!") if node.tag.startswith(_STD) else node.tag
             self._problem(
                 node,
-                f"{where or 'document'}: YAML tag {short(tag)} is not supported here",
+                f"{display(loc) or 'document'}: YAML tag {short(tag)} is not supported here",
                 "remove the tag: a site file holds plain mappings, lists and values",
             )
         return known
