@@ -259,7 +259,8 @@ def _against_anchor(
             AuditProblem(
                 last + 1,
                 f"records {last + 1}-{len(digests)} are not in the anchor {anchor}: added "
-                "outside drboot (or written while no anchor was set)",
+                "outside drboot (or written while no anchor was set, or, for the last one "
+                "only, by a drboot killed between the two writes)",
             )
         )
     return problems
