@@ -161,8 +161,10 @@ class _Builder:
             known = node.tag == _MAP_TAG
         elif isinstance(node, yaml.SequenceNode):
             known = node.tag == _SEQ_TAG
-        else:
+        elif isinstance(node, yaml.ScalarNode):
             known = node.tag in _SCALAR_TAGS or (node.tag == _VALUE_TAG and node.style is None)
+        else:
+            known = False
         if not known:
             tag = node.tag.replace(_STD, "!!") if node.tag.startswith(_STD) else node.tag
             self._problem(
