@@ -32,7 +32,7 @@ from bootstrap.engine.lock import SiteLock
 from bootstrap.engine.runner import RunResult, execute, plan
 from bootstrap.engine.step import Pipeline
 from bootstrap.errors import ConfigError
-from bootstrap.events import EventBus, Observer
+from bootstrap.events import Event, EventBus, Observer
 from bootstrap.fsutil import private_dir, write_atomic
 from bootstrap.options import RunOptions
 from bootstrap.render.recorders import AuditRecorder, JournalRecorder
@@ -57,9 +57,19 @@ class StateDir:
     """Where drboot keeps its journal, audit log, locks and run folders."""
 
     root: Path
+    audit_anchor: Path | None = None  # outside ``root``: see ``bootstrap.audit``
 
     def __post_init__(self) -> None:
         private_dir(self.root)
+        if self.audit_anchor is not None:
+            anchor = self.audit_anchor.absolute()
+            if anchor.resolve().is_relative_to(self.root.resolve()):
+                raise ConfigError(
+                    f"the audit anchor {anchor} is inside the state directory {self.root}",
+                    hint="DRBOOT_AUDIT_ANCHOR must be outside it: whoever can write the state "
+                    "directory must not be able to rewrite the anchor",
+                )
+            self.audit_anchor = anchor
 
     @property
     def journal_path(self) -> Path:
@@ -67,7 +77,7 @@ class StateDir:
 
     @property
     def audit(self) -> AuditLog:
-        return AuditLog(self.root / "audit.jsonl")
+        return AuditLog(self.root / "audit.jsonl", anchor=self.audit_anchor)
 
     def run_dir(self, run_id: str) -> Path:
         return private_dir(self.root / "runs" / run_id)
@@ -173,11 +183,29 @@ def resume(run_id: str, pipelines: dict[str, Pipeline], req: RunRequest) -> RunR
                 options=options,
                 until=req.until,
             )
+            _remove_leftovers(scope)
             return execute(pipeline, journal, scope)
         finally:
             lock.release()
     finally:
         journal.close()
+
+
+def _remove_leftovers(scope: RunScope) -> None:
+    """Secrets a killed run left on disk go before the resume acts; the audit log says which
+    files (never what they held)."""
+    from bootstrap.steps.resources import remove_dead_run_leftovers
+
+    removed = remove_dead_run_leftovers(scope.run_dir)
+    if removed:
+        scope.bus.emit(
+            Event(
+                kind="audit",
+                run_id=scope.run_id,
+                message="removed secrets a dead run left on disk",
+                data={"files": removed},
+            )
+        )
 
 
 def load_run_site(state: StateDir, run_id: str) -> Site:

@@ -36,7 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, Field, StrictInt, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from bootstrap import pins
@@ -96,7 +96,7 @@ class Host(SiteModel):
     name: SiteName = Field(description="Node name (also the k3s node name).")
     address: Address = Field(description="IP address or DNS name to SSH to.")
     role: Literal["server", "agent"] = Field(default="server", description="k3s server or agent.")
-    ssh_port: int = Field(default=22, ge=1, le=65535, description="SSH port.")
+    ssh_port: StrictInt = Field(default=22, ge=1, le=65535, description="SSH port.")
     host_key_fingerprint: Fingerprint | None = Field(
         default=None, description="Pinned SSH host key (SHA256:...); None = use known_hosts / TOFU."
     )
@@ -156,11 +156,11 @@ class LabProvider(SiteModel):
     """Throw-away lab hosts in network namespaces on this machine (10.200.N.0/24)."""
 
     type: Literal["lab"] = Field(description="Local lab hosts (systemd-nspawn, root).")
-    servers: int = Field(
+    servers: StrictInt = Field(
         default=1, ge=1, le=7, description="k3s servers: 1, or an odd number >= 3."
     )
-    agents: int = Field(default=0, ge=0, le=8, description="k3s agents.")
-    subnet_index: int | None = Field(
+    agents: StrictInt = Field(default=0, ge=0, le=8, description="k3s agents.")
+    subnet_index: StrictInt | None = Field(
         default=None, ge=1, le=254, description="N of 10.200.N.0/24; None = pick a free one."
     )
     state_dir: SitePath | None = Field(
@@ -169,7 +169,7 @@ class LabProvider(SiteModel):
     disk: Literal["fast", "slow"] = Field(
         default="fast", description="'slow' throttles the etcd disk to demonstrate the disk gate."
     )
-    slow_disk_iops: int = Field(
+    slow_disk_iops: StrictInt = Field(
         default=300, ge=1, description="IOPS limit of the 'slow' disk (300: p99 ~80 ms here)."
     )
 
@@ -210,7 +210,9 @@ class Ssh(SiteModel):
         default=None, description="known_hosts to verify host keys; None = ~/.ssh/known_hosts."
     )
     trust_on_first_use: bool = Field(
-        default=False, description="Accept and record an unknown host key (never a changed one)."
+        default=False,
+        description="Accept and record an unknown host key (never a changed one); audited, like "
+        "--trust-on-first-use.",
     )
     connect_timeout: Duration = Field(
         default=timedelta(seconds=10), description="TCP+SSH handshake."
@@ -296,7 +298,9 @@ class DiskGate(SiteModel):
         default=10.0, gt=0, le=10000, description="Refuse when p99 fdatasync latency exceeds this."
     )
     size: FioSize = Field(default="22m", description="fio --size: how much the job writes.")
-    block_size: int = Field(default=2300, ge=512, le=1 << 20, description="fio --bs in bytes.")
+    block_size: StrictInt = Field(
+        default=2300, ge=512, le=1 << 20, description="fio --bs in bytes."
+    )
     runtime_limit: Duration = Field(
         default=timedelta(minutes=2), description="Give up fio after this."
     )
@@ -360,8 +364,8 @@ class ShamirEscrow(SiteModel):
     shares: tuple[SitePath, ...] = Field(
         default=(), description="Share files available for this run."
     )
-    threshold: int = Field(ge=2, le=255, description="Shares needed to open the bundle.")
-    total: int = Field(ge=2, le=255, description="Shares that were made.")
+    threshold: StrictInt = Field(ge=2, le=255, description="Shares needed to open the bundle.")
+    total: StrictInt = Field(ge=2, le=255, description="Shares that were made.")
 
     @model_validator(mode="after")
     def _counts(self) -> ShamirEscrow:
@@ -507,6 +511,17 @@ class Repo(SiteModel):
     def _ssh_defaults(cls, data: Any) -> Any:
         url = data.get("url") if isinstance(data, dict) else None
         if isinstance(url, str) and repo_url_kind(url) == "ssh":
+            if "known_hosts" in data and data["known_hosts"] is None:
+                # null would switch host pinning off for the git host without a word
+                raise CrossFieldError(
+                    [
+                        (
+                            ("known_hosts",),
+                            "an ssh repo needs known_hosts: leave the key out to use the "
+                            "escrowed one ({escrow: known_hosts}), or give {file: PATH}",
+                        )
+                    ]
+                )
             data = dict(data)
             data.setdefault("deploy_key", {"escrow": "deploy_key"})
             data.setdefault("known_hosts", {"escrow": "known_hosts"})

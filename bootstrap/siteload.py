@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from bootstrap.errors import ConfigError
+from bootstrap.fsutil import FileTooLarge, read_bounded, read_error
 from bootstrap.settings import Site
 from bootstrap.sitefile import explain, yamlnodes
 from bootstrap.sitefile.problems import Problem, SiteFileError
@@ -40,7 +41,13 @@ def load_site(path: Path) -> Site:
     """
     source = str(path)
     try:
-        raw = Path(path).read_bytes()
+        raw = read_bounded(path, MAX_BYTES)  # checked while reading: /dev/zero ends
+    except FileTooLarge:
+        raise ConfigError(
+            f"site file is larger than {MAX_BYTES} bytes",
+            path=source,
+            hint="is this the right file?",
+        ) from None
     except FileNotFoundError:
         raise ConfigError(
             "site file not found", path=source, hint="check the path, or `drboot init FILE`"
@@ -49,18 +56,12 @@ def load_site(path: Path) -> Site:
         raise ConfigError(
             "site file is a directory", path=source, hint="pass the YAML file itself"
         ) from None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ConfigError(
-            f"cannot read site file: {exc.strerror or type(exc).__name__}",
+            f"cannot read site file: {read_error(exc)}",
             path=source,
             hint="check the path and its permissions",
         ) from None
-    if len(raw) > MAX_BYTES:
-        raise ConfigError(
-            f"site file is larger than {MAX_BYTES} bytes",
-            path=source,
-            hint="is this the right file?",
-        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

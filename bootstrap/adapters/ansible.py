@@ -241,19 +241,64 @@ def _search_path() -> str:
     return path
 
 
-def _scrub_command_artifact(artifacts: Path | None) -> None:
+# What a playbook run needs from the environment: Ansible's and runner's own settings, where
+# programs and the home directory are, and the locale. Nothing else is passed on.
+_ENV_KEEP = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "TERM", "PYTHONPATH"}
+_ENV_KEEP_PREFIXES = ("ANSIBLE_", "RUNNER_", "AWX_", "LC_")
+
+
+def playbook_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` cut down to what ``ansible-playbook`` needs (never a ``DRBOOT_*`` variable)."""
+    return {
+        k: v
+        for k, v in env.items()
+        if (k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)) and not k.startswith("DRBOOT_")
+    }
+
+
+SECRET_VARS_GLOB = "secret-vars-*.json"
+
+
+def remove_leftovers(ansible_dir: Path) -> list[Path]:
+    """After a run died (kill -9, power cut): remove what only a live run may hold under
+    ``ansible_dir`` (one private data dir per step): secret vars files, runner ``env/``
+    folders, and the environment kept in each ``artifacts/<id>/command``. Returns what was
+    removed or scrubbed. Logs and job events stay for the post-mortem."""
+    done: list[Path] = []
+    if not ansible_dir.is_dir():
+        return done
+    for pdd in sorted(p for p in ansible_dir.iterdir() if p.is_dir()):
+        for f in sorted(pdd.glob(SECRET_VARS_GLOB)):
+            f.unlink(missing_ok=True)
+            done.append(f)
+        if (pdd / "env").is_dir():
+            shutil.rmtree(pdd / "env", ignore_errors=True)
+            done.append(pdd / "env")
+        for command in sorted(pdd.glob("artifacts/*/command")):
+            if _scrub_command_artifact(command.parent):
+                done.append(command)
+    return done
+
+
+def _scrub_command_artifact(artifacts: Path | None) -> bool:
     """ansible-runner saves the whole process environment in ``artifacts/<id>/command``;
     drop it (it may hold the escrow passphrase of the calling process)."""
     if artifacts is None:
-        return
+        return False
     path = artifacts / "command"
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
-        return
-    env = doc.get("env") or {}
-    doc["env"] = {k: v for k, v in env.items() if k.startswith("ANSIBLE_") or k == "PATH"}
+        return False
+    env = doc.get("env") if isinstance(doc, dict) else None
+    if not isinstance(env, dict):
+        return False
+    kept = {k: v for k, v in env.items() if k.startswith("ANSIBLE_") or k == "PATH"}
+    if kept == env:
+        return False
+    doc["env"] = kept
     write_atomic(path, json.dumps(doc).encode())
+    return True
 
 
 def run_playbook(
@@ -329,7 +374,7 @@ def run_playbook(
     }
     collector = _Collector(on_event)
     try:
-        r = ansible_runner.run(
+        r = ansible_runner.interface.init_runner(
             private_data_dir=str(pdd),
             playbook=str(pb.resolve()),
             inventory=str(pdd / "inventory" / "hosts.json"),
@@ -343,6 +388,11 @@ def run_playbook(
             suppress_env_files=True,
             timeout=int(timeout) if timeout else None,
         )
+        # Runner seeds the playbook's environment with all of ours (an escrow passphrase
+        # variable included) and writes it to artifacts/<id>/command before it starts, where a
+        # kill -9 would leave it: hand it only what Ansible needs, before anything is written.
+        r.config.env = playbook_env(r.config.env)
+        r.run()
     finally:
         if secret_file is not None:
             secret_file.unlink(missing_ok=True)

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
+import yaml
+
 from bootstrap.errors import PermanentError, TransientError, WaitTimeout
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,10 @@ def describe(obj: Obj) -> str:
     return f"{obj.get('kind', '?')} {ns + '/' if ns else ''}{name}"
 
 
+class BadKubeconfig(PermanentError):
+    """A kubeconfig that cannot be loaded; the CLI shows it as a usage error (exit 2)."""
+
+
 class KubeClient:
     """A typed facade over the kubernetes dynamic client. Build with ``from_kubeconfig``."""
 
@@ -114,9 +120,18 @@ class KubeClient:
             config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=str(path), context=context, client_configuration=cfg
             )
-        except (config.ConfigException, OSError, ValueError) as e:
-            raise PermanentError(
-                f"cannot load kubeconfig {path}: {e}",
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise BadKubeconfig(
+                f"kubeconfig {path} is not valid YAML{where}",
+                hint="check the file is a kubeconfig (KUBECONFIG / --kubeconfig)",
+            ) from None
+        except (config.ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError):
+            # The library's messages may quote the file (tokens, keys): name the file, not them.
+            raise BadKubeconfig(
+                f"cannot load kubeconfig {path}: not a usable kubeconfig (missing, unreadable, "
+                "or without a current context, cluster and user)",
                 hint="check the file exists and is a kubeconfig (KUBECONFIG / --kubeconfig)",
             ) from None
         cfg.retries = 0  # the engine decides about retries (TransientError), not urllib3

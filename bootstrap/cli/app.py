@@ -37,6 +37,7 @@ class Deps:
 
     pipelines: Callable[[], dict[str, Pipeline]] | None = None
     state_dir: Path | None = None
+    audit_anchor: Path | None = None
     output: Format = "text"
 
     def get_pipelines(self) -> dict[str, Pipeline]:
@@ -49,7 +50,7 @@ class Deps:
     def state(self) -> StateDir:
         from bootstrap.runs import StateDir, default_state_dir
 
-        return StateDir(self.state_dir or default_state_dir())
+        return StateDir(self.state_dir or default_state_dir(), audit_anchor=self.audit_anchor)
 
     def out(self) -> Output:
         return Output(self.output)
@@ -93,13 +94,21 @@ class DrbootGroup(click.Group):
 
 
 def _save_crash(state_dir: Path | None) -> Path:
-    from bootstrap.fsutil import write_atomic
+    """Save the traceback in ``STATE/crashes/``, or in a private temp file if that is unusable."""
+    import tempfile
+
+    from bootstrap.fsutil import private_dir, write_atomic
     from bootstrap.runs import default_state_dir
 
-    crash_dir = (state_dir or default_state_dir()) / "crashes"
-    crash_dir.mkdir(parents=True, exist_ok=True)
-    path = crash_dir / f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.txt"
-    return write_atomic(path, traceback.format_exc())
+    name = f"crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.txt"
+    try:
+        crash_dir = private_dir((state_dir or default_state_dir()) / "crashes")
+        return write_atomic(crash_dir / name, traceback.format_exc())
+    except (BootstrapError, OSError):
+        fd, tmp = tempfile.mkstemp(prefix="drboot-", suffix=f"-{name}")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(traceback.format_exc())
+        return Path(tmp)
 
 
 @click.group(cls=DrbootGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,6 +120,13 @@ def _save_crash(state_dir: Path | None) -> Path:
     help="Journal, audit log, locks and run folders. [default: ~/.local/state/drboot]",
 )
 @click.option(
+    "--audit-anchor",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="DRBOOT_AUDIT_ANCHOR",
+    help="A file outside the state directory where each audit record's hash is also appended "
+    "(make it append-only: chattr +a). [default: none]",
+)
+@click.option(
     "--output",
     "-o",
     type=click.Choice(FORMATS),
@@ -118,7 +134,9 @@ def _save_crash(state_dir: Path | None) -> Path:
     help="Output format for every command.",
 )
 @click.pass_context
-def cli(ctx: click.Context, state_dir: Path | None, output: Format) -> None:
+def cli(
+    ctx: click.Context, state_dir: Path | None, audit_anchor: Path | None, output: Format
+) -> None:
     """drboot: from nothing to a working GitOps cluster, on the worst day.
 
     Exit codes: 0 ok, 2 usage or site-file error, 3 preflight refused, 4 step
@@ -128,6 +146,8 @@ def cli(ctx: click.Context, state_dir: Path | None, output: Format) -> None:
     deps = ctx.ensure_object(Deps)
     if state_dir is not None:
         deps.state_dir = state_dir
+    if audit_anchor is not None:
+        deps.audit_anchor = audit_anchor
     deps.output = output
 
 

@@ -6,6 +6,7 @@ is imported when a command needs it, never at startup.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from bootstrap.cli.sitearg import read_site, site_argument
 
 if TYPE_CHECKING:
     from bootstrap.escrow.service import BackupResult
+    from bootstrap.kubeapi import KubeAPI
 
 _FILE = click.Path(path_type=Path, dir_okay=False, exists=True)
 
@@ -27,8 +29,31 @@ def escrow() -> None:
     """The recovery kit: Sealed Secrets keys, k3s token, deploy key (age or Shamir)."""
 
 
-def _read_opt(path: Path | None) -> str | None:
-    return path.read_text() if path is not None else None
+def _read_opt(path: Path | None, option: str) -> str | None:
+    """An option's file as text; a directory, a binary or an unreadable file is exit 2."""
+    from bootstrap.errors import ConfigError
+    from bootstrap.fsutil import read_bounded, read_error
+
+    if path is None:
+        return None
+    try:
+        return read_bounded(path, 1 << 20).decode()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{option} {path} {read_error(exc)}") from None
+
+
+@contextlib.contextmanager
+def _kube(kubeconfig: Path) -> Iterator[KubeAPI]:
+    """The cluster of ``--kubeconfig``; one that cannot be loaded is a usage error (exit 2)."""
+    from bootstrap.adapters.kube import BadKubeconfig, KubeClient
+    from bootstrap.errors import ConfigError
+
+    try:
+        client = KubeClient.from_kubeconfig(kubeconfig)
+    except BadKubeconfig as exc:
+        raise ConfigError(exc.message, hint=exc.hint) from None
+    with client:
+        yield client
 
 
 @escrow.command("backup")
@@ -66,19 +91,20 @@ def escrow_backup(
     output: str | None,
 ) -> None:
     """Export every Sealed Secrets key of a running cluster into the site's escrow."""
-    from bootstrap.adapters.kube import KubeClient
     from bootstrap.escrow.service import backup
 
     deps = deps_of(ctx, output)
     model = read_site(site).site
-    token = _read_opt(k3s_token_file)
-    with KubeClient.from_kubeconfig(kubeconfig) as kube:
+    token = _read_opt(k3s_token_file, "--k3s-token-file")
+    deploy_key = _read_opt(deploy_key_file, "--deploy-key-file")
+    known_hosts = _read_opt(known_hosts_file, "--known-hosts-file")
+    with _kube(kubeconfig) as kube:
         result = backup(
             model,
             kube,
             k3s_token=token.strip() if token else None,
-            deploy_key=_read_opt(deploy_key_file),
-            known_hosts=_read_opt(known_hosts_file),
+            deploy_key=deploy_key,
+            known_hosts=known_hosts,
         )
     deps.state().audit.append(
         "escrow.backup",
@@ -293,9 +319,7 @@ def escrow_status(
     deps = deps_of(ctx, output)
     model = read_site(site).site
     if kubeconfig is not None:
-        from bootstrap.adapters.kube import KubeClient
-
-        with KubeClient.from_kubeconfig(kubeconfig) as kube:
+        with _kube(kubeconfig) as kube:
             st = escrow_state(model, kube)
     else:
         st = escrow_state(model)

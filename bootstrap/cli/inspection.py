@@ -50,16 +50,22 @@ def schema(ctx: click.Context) -> None:
 @click.pass_context
 def init(ctx: click.Context, path: Path, force: bool) -> None:
     """Write a commented example site file."""
-    from bootstrap.fsutil import write_atomic
+    from bootstrap.fsutil import shown_path, write_atomic
     from bootstrap.site_example import EXAMPLE_SITE
 
-    if path.exists() and not force:
-        raise ConfigError(f"{path} exists", hint="choose another path or pass --force")
     try:
+        if path.exists() and not force:
+            raise ConfigError(f"{path} exists", hint="choose another path or pass --force")
         write_atomic(path, EXAMPLE_SITE, mode=0o644)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            why = "a part of the path is a file, not a folder"
+        elif isinstance(exc, OSError):
+            why = exc.strerror or type(exc).__name__
+        else:
+            why = "the path contains a NUL byte"
         raise ConfigError(
-            f"cannot write {path}: {exc.strerror or type(exc).__name__}",
+            f"cannot write {shown_path(path)}: {why}",
             hint="choose a path in a folder you can write to",
         ) from None
     deps_of(ctx).out().show(
@@ -148,21 +154,44 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--against",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="An anchor file to check the log against [default: --audit-anchor / DRBOOT_AUDIT_ANCHOR].",
+)
 @output_option
 @click.pass_context
-def audit_verify(ctx: click.Context, output: str | None) -> None:
-    """Check that no audit record was edited, reordered or deleted."""
+def audit_verify(ctx: click.Context, against: Path | None, output: str | None) -> None:
+    """Check that no audit record was edited, reordered or deleted.
+
+    Without an anchor only the hash chain is checked: whoever can write the state directory
+    can re-chain a forgery. With one, a record that differs from its anchored hash is found.
+    A missing audit log is reported as such (exit 3), never as intact.
+    """
     deps = deps_of(ctx, output)
     log = deps.state().audit
-    problems = log.verify()
+    anchor = against or log.anchor
+    problems = log.verify(against=against)
 
     def lines() -> Iterator[Line]:
-        yield from (Stderr(f"{log.path}:{p.line}: {p.reason}") for p in problems)
+        for p in problems:
+            yield Stderr(f"{log.path}: {p.reason}" if p.line == 0 else
+                         f"{log.path}:{p.line}: {p.reason}")  # fmt: skip
         if not problems:
-            yield f"{log.path}: intact"
+            if anchor is None:
+                yield f"{log.path}: hash chain intact (not anchored: a re-chained forgery by "
+                yield "  whoever can write the state directory is not detected; see --against)"
+            else:
+                yield f"{log.path}: intact, and every record matches the anchor {anchor}"
 
     deps.out().show(
-        {"ok": not problems, "path": str(log.path), "problems": [p.__dict__ for p in problems]},
+        {
+            "ok": not problems,
+            "path": str(log.path),
+            "exists": log.path.exists(),
+            "anchor": str(anchor) if anchor is not None else None,
+            "problems": [p.__dict__ for p in problems],
+        },
         lines,
     )
     if problems:

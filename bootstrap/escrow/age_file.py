@@ -30,7 +30,7 @@ from bootstrap.escrow import (
     WrongPassphrase,
 )
 from bootstrap.escrow.kit import RecoveryKit
-from bootstrap.fsutil import write_atomic
+from bootstrap.fsutil import read_error, shown_path, write_atomic
 
 _MAGIC = b"age-encryption.org/v1\n"
 _ARMOR_BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
@@ -161,6 +161,11 @@ def _read_bundle(path: Path) -> bytes:
         ) from None
     except IsADirectoryError:
         raise EscrowNotAgeFile(f"escrow bundle {path} is a directory") from None
+    except (OSError, ValueError) as exc:
+        raise EscrowMissing(
+            f"escrow bundle {shown_path(path)} {read_error(exc)}",
+            hint="check escrow.bundle in the site file",
+        ) from None
 
 
 def _read_identity_files(files: Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -172,6 +177,11 @@ def _read_identity_files(files: Sequence[str | os.PathLike[str]]) -> list[str]:
             raise EscrowMissing(
                 f"age identity file {f} does not exist",
                 hint="check the identity file path (age-keygen output)",
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise EscrowMissing(
+                f"age identity file {shown_path(f)} {read_error(exc)}",
+                hint="escrow.identity_files must name age identity files (age-keygen output)",
             ) from None
     return texts
 

@@ -264,7 +264,14 @@ def _write(
         deploy_key=deploy_key or (old.deploy_key if old else None),
         known_hosts=known_hosts or (old.known_hosts if old else None),
     )
-    backend.write(kit)
+    try:
+        backend.write(kit)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot write the escrow ({backend.describe()}): "
+            + (exc.strerror or str(exc) if isinstance(exc, OSError) else "a path holds a NUL byte"),
+            hint="escrow.bundle and escrow.shares must be writable paths",
+        ) from None
     return BackupResult(
         keys=[
             {"fingerprint": k.fingerprint, "not_before": k.not_before.isoformat(), "label": k.label}

@@ -9,6 +9,7 @@ validation error at the right line.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,16 @@ from bootstrap.sitetypes.model import Loc
 MAX_DEPTH = 64
 MAX_NODES = 50_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STD = "tag:yaml.org,2002:"
+_MAP_TAG, _SEQ_TAG, _INT_TAG, _FLOAT_TAG = (f"{_STD}{t}" for t in ("map", "seq", "int", "float"))
+# Scalar tags the site file may carry (implicitly or written out); anything else is refused.
+_VALUE_TAG = f"{_STD}value"  # what YAML 1.1 makes of a plain "=": text here
+_SCALAR_TAGS = {f"{_STD}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
+# YAML 1.1 reads 0x10, 017, 0b1, 1_000 and 1:30 (sexagesimal, = 90) as numbers: a site file
+# means a decimal number or text, so only these are numbers; the others stay text (and a
+# number field then refuses them at their line).
+_DECIMAL_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_DECIMAL_FLOAT = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 
 @dataclass
@@ -124,6 +135,8 @@ class _Builder:
         pos = _pos(node.start_mark)
         if pos is not None:
             self.marks.value.setdefault(loc, pos)
+        if not self._known_tag(node, loc):
+            return None
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, display(loc))
         if id(node) in self.active:
@@ -142,7 +155,32 @@ class _Builder:
         finally:
             self.active.discard(id(node))
 
+    def _known_tag(self, node: yaml.Node, loc: Loc) -> bool:
+        """Refuse a tag the loader does not know (``!foo``, ``!!set``, ``!!python/...``)."""
+        if isinstance(node, yaml.MappingNode):
+            known = node.tag == _MAP_TAG
+        elif isinstance(node, yaml.SequenceNode):
+            known = node.tag == _SEQ_TAG
+        elif isinstance(node, yaml.ScalarNode):
+            known = node.tag in _SCALAR_TAGS or (node.tag == _VALUE_TAG and node.style is None)
+        else:
+            known = False
+        if not known:
+            tag = node.tag.replace(_STD, "!!") if node.tag.startswith(_STD) else node.tag
+            self._problem(
+                node,
+                f"{display(loc) or 'document'}: YAML tag {short(tag)} is not supported here",
+                "remove the tag: a site file holds plain mappings, lists and values",
+            )
+        return known
+
     def _scalar(self, node: yaml.ScalarNode, where: str) -> Any:
+        if node.style is None and (
+            (node.tag == _INT_TAG and not _DECIMAL_INT.fullmatch(node.value))
+            or (node.tag == _FLOAT_TAG and not _DECIMAL_FLOAT.fullmatch(node.value))
+            or node.tag == _VALUE_TAG
+        ):
+            return node.value  # 0x10, 017, 1:30, .inf, a plain "=": text, not a number
         try:
             return self.loader.construct_object(node)
         except yaml.YAMLError as exc:

@@ -28,6 +28,8 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int) and not isinstance(value, bool):
+        if value > _MAX_DURATION.total_seconds():  # before float(): 10**309 overflows it
+            raise PydanticCustomError("duration", "expected a duration of at most 3650d")
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip()

@@ -57,7 +57,22 @@ def connect(ctx: StepContext) -> None:
     kh_file = ctx.site.ssh.known_hosts_file or Path("~/.ssh/known_hosts").expanduser()
     if kh_file.exists():
         known = tuple(parse(kh_file.read_text()))
-    tofu = ctx.options.trust_on_first_use or ctx.site.ssh.trust_on_first_use
+    # Either the flag or the site file switches first-use trust on; both are audited alike.
+    tofu_by = [
+        name
+        for name, on in (
+            ("--trust-on-first-use", ctx.options.trust_on_first_use),
+            ("site file ssh.trust_on_first_use", ctx.site.ssh.trust_on_first_use),
+        )
+        if on
+    ]
+    tofu = bool(tofu_by)
+    if tofu:
+        ctx.audit(
+            "trust on first use enabled for SSH host keys",
+            target="ssh",
+            enabled_by=", ".join(tofu_by),
+        )
     res = common.resources(ctx)
     keys: dict[str, VerifiedKey] = {}
     for h in common.hosts(ctx):
@@ -76,7 +91,10 @@ def connect(ctx: StepContext) -> None:
         )
         if trusted.record:
             ctx.audit(
-                "trusted SSH host key on first use", target=h.name, fingerprint=trusted.fingerprint
+                "trusted SSH host key on first use",
+                target=h.name,
+                fingerprint=trusted.fingerprint,
+                enabled_by=", ".join(tofu_by),
             )
     ctx.record(Connected(host_keys=keys))
     ctx.noop(f"{len(keys)} host(s) reachable, host keys verified", target="ssh")

@@ -74,7 +74,7 @@ def write_kubeconfig(ctx: StepContext) -> Path:
         doc = yaml.safe_load(raw)
         for cluster in doc["clusters"]:
             cluster["cluster"]["server"] = f"https://{first.address}:6443"
-    except (yaml.YAMLError, KeyError, TypeError):
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError, RecursionError):
         raise PermanentError(
             f"{K3S_KUBECONFIG} on {first.name} is not a kubeconfig",
             target=first.name,

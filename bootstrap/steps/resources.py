@@ -129,3 +129,21 @@ class RunResources:
         self._closers.clear()
         self._kube = self._plugin = self._provider = None
         self._kit = None
+
+
+def remove_dead_run_leftovers(run_dir: Path) -> list[str]:
+    """What a killed run left that only a live run may hold: the cluster's kubeconfig, Ansible
+    secret vars files, runner ``env/`` folders, the environment in runner's ``command`` files.
+
+    Called by ``resume`` once it holds the site lock (so the run that wrote them is dead).
+    Returns the paths removed or scrubbed, relative to ``run_dir``; never their contents.
+    """
+    from bootstrap.adapters.ansible import remove_leftovers
+
+    done: list[Path] = []
+    kubeconfig = run_dir / KUBECONFIG
+    if kubeconfig.exists():
+        kubeconfig.unlink()
+        done.append(kubeconfig)
+    done += remove_leftovers(run_dir / "ansible")
+    return [str(p.relative_to(run_dir)) for p in done]
