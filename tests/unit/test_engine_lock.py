@@ -107,3 +107,32 @@ def test_stale_lock_is_refused_then_force_unlock_or_resume(
         timeout=60,
     )
     assert forced.returncode == 0, forced.stderr
+
+
+def test_a_second_state_directory_is_refused_by_the_machine_lock(
+    tmp_path: Path, site_file: Path, drboot_env: dict[str, str]
+) -> None:
+    """The per-state-dir lock cannot see a run of another state directory; the machine can."""
+    first_env = dict(drboot_env, SIDEFX_DIR=str(tmp_path))
+    holder = _start_held(first_env, site_file)
+    try:
+        run_id = _wait_held(holder)
+        other = dict(drboot_env, DRBOOT_STATE_DIR=str(tmp_path / "other-state"),
+                     SIDEFX_DIR=str(tmp_path / "other"))  # fmt: skip
+        (tmp_path / "other").mkdir()
+        again = subprocess.run([*SIDEFX, "restore", str(site_file)], env=other, cwd=REPO,
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert again.returncode == 6, again.stderr
+        assert f"being restored on this machine by run {run_id}" in again.stderr
+        assert str(tmp_path / "state") in again.stderr  # names where the holder keeps its state
+        assert not (tmp_path / "other" / "acts.log").exists()
+        release(tmp_path)
+        out, err = holder.communicate(timeout=60)
+        assert holder.returncode == 0, err
+        after = subprocess.run([*SIDEFX, "restore", str(site_file)], env=other, cwd=REPO,
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert after.returncode == 0, after.stderr  # released on a clean end
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
