@@ -94,10 +94,8 @@ def marked_pids(mark: ChildMark) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
-        env = _read(entry / "environ")
-        if needle in env.split(b"\0"):
-            found.append(int(entry.name))
-        elif match is not None and match in _read(entry / "cmdline"):
+        marked = needle in _read(entry / "environ").split(b"\0")
+        if marked or (match is not None and match in _read(entry / "cmdline")):
             found.append(int(entry.name))
     return found
 

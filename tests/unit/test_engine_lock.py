@@ -127,7 +127,7 @@ def test_a_second_state_directory_is_refused_by_the_machine_lock(
         assert str(tmp_path / "state") in again.stderr  # names where the holder keeps its state
         assert not (tmp_path / "other" / "acts.log").exists()
         release(tmp_path)
-        out, err = holder.communicate(timeout=60)
+        _, err = holder.communicate(timeout=60)
         assert holder.returncode == 0, err
         after = subprocess.run([*SIDEFX, "restore", str(site_file)], env=other, cwd=REPO,
                                capture_output=True, text=True, timeout=60)  # fmt: skip
