@@ -22,7 +22,7 @@ import pytest
 
 from tests.integration import test_restore_lab as restore_lab
 from tests.integration.conftest_lab import _unavailable, lab_missing_reason
-from tests.integration.labrun import LabSite, lab_site_fixture
+from tests.integration.labrun import LabSite, lab_site_fixture, make_site, teardown
 from tests.reliability import chain, waitfaults
 from tests.reliability.results import CaseResult, mode, record
 
@@ -114,16 +114,15 @@ def test_link_cut_during_ansible(tmp_path: Path) -> None:
 def _reuse(tmp_path: Path, res: CaseResult, test: object) -> None:
     started = time.monotonic()
     res.runs = res.faults = 1
-    gen = lab_site_fixture(tmp_path, "rel-reuse")
-    ls = next(gen)
+    ls = make_site(tmp_path, "rel-reuse")
     try:
         assert callable(test)
         test(ls)  # its own assertions: the fault landed inside the step, resume completed
+        chain._count_hosts(ls, res, 1)
         res.synced = 1
         res.notes.append("outcome judged by the reused test's assertions; ends at its --until")
     finally:
-        gen.close()
+        teardown(ls)
         res.seconds = time.monotonic() - started
-        chain._count_hosts(ls, res, 1)
         record(res)
     assert res.lost == 0, res
