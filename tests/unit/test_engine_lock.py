@@ -11,6 +11,10 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from bootstrap.engine.lock import MachineLock
+from bootstrap.errors import ConfigError, LockedError
 from tests.conftest import PYTHON, REPO
 from tests.engine_fixtures.sidefx import STEPS, release
 from tests.waiting import wait_until
@@ -136,3 +140,27 @@ def test_a_second_state_directory_is_refused_by_the_machine_lock(
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def test_machine_lock_directory_is_sticky_and_the_holder_is_named(tmp_path: Path) -> None:
+    d = tmp_path / "machine"
+    first = MachineLock("oslo", d)
+    first.acquire("run-1", tmp_path / "state-a")
+    assert d.stat().st_mode & 0o7777 == 0o1777  # any account may lock, none may delete others'
+    assert first.path.stat().st_mode & 0o777 == 0o666
+    assert first.holder()["run_id"] == "run-1" and first.holder()["user"]
+    with pytest.raises(LockedError) as err:
+        MachineLock("oslo", d).acquire("run-2", tmp_path / "state-b")
+    assert "by run run-1 of user " in str(err.value) and str(tmp_path / "state-a") in str(err.value)
+    MachineLock("bergen", d).acquire("run-3", tmp_path / "state-b")  # another site: independent
+    first.release()
+    assert first.path.read_text() == ""
+    second = MachineLock("oslo", d)
+    second.acquire("run-2", tmp_path / "state-b")
+    second.release()
+
+
+def test_machine_lock_directory_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="not a directory"):
+        MachineLock("oslo", tmp_path / "afile").acquire("run-1", tmp_path)
