@@ -108,6 +108,7 @@ def drive(ls: LabSite, res: CaseResult, points: list[KillPoint], *, servers: int
     done_before: set[str] = set()
     invocations: list[tuple[set[str], list[dict[str, Any]]]] = []
     pending_wait = list(faults_in_wait or [])
+    identities: dict[str, str] = {}
     for point in order(points):
         m = _Matcher(point)
         run.wait_for(m, timeout=1200, what=point.label())
@@ -126,7 +127,7 @@ def drive(ls: LabSite, res: CaseResult, points: list[KillPoint], *, servers: int
             res.journal_bad += 1
             res.notes.append(f"done steps undone after kill: {sorted(done_before - done_now)}")
         done_before = done_now
-        _count_hosts(ls, res, servers)
+        _count_hosts(ls, res, servers, identities)
         run = ls.start("resume", rid)
     for fault in pending_wait:
         fault(run, ls, res)
@@ -150,12 +151,7 @@ def drive(ls: LabSite, res: CaseResult, points: list[KillPoint], *, servers: int
     else:
         res.notes.append(f"run {rid} ended rc {last.returncode}: {ended[-1:]}; "
                          f"{last.stderr[-400:]}")  # fmt: skip
-    _count_hosts(ls, res, servers)
-    provisions = sum(1 for _, evs in invocations for e in evs
-                     if e["kind"] == "step.change" and e["step"] == "provision")  # fmt: skip
-    if provisions > 1:
-        res.repeated += provisions - 1
-        res.notes.append(f"provision created hosts in {provisions} invocations")
+    _count_hosts(ls, res, servers, identities)
     left = run_processes(ls.state / "runs" / rid)
     if left:
         res.notes.append(f"processes of the run still alive at its end: {left}")
@@ -170,11 +166,23 @@ def _rid(proc: Any) -> str:
     raise AssertionError(f"no run.started event: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
 
 
-def _count_hosts(ls: LabSite, res: CaseResult, servers: int) -> None:
+def _count_hosts(ls: LabSite, res: CaseResult, servers: int,
+                 seen: dict[str, str] | None = None) -> None:  # fmt: skip
+    """Duplicate hosts (more lab hosts than servers) and, with ``seen``, hosts created twice: a
+    host of the same name whose SSH host key changed was destroyed and made again."""
     try:
-        n = len(ls.lab().hosts())
+        hosts = ls.lab().hosts()
     except Exception:  # no lab yet: provision has not run
-        n = 0
+        hosts = []
+    n = len(hosts)
+    for h in hosts:
+        if seen is None:
+            break
+        key = h.host_public_key
+        if seen.setdefault(h.name, key) != key:
+            res.repeated += 1
+            res.notes.append(f"host {h.name} was created again (new host key)")
+            seen[h.name] = key
     if n > servers:
         res.duplicate_hosts = max(res.duplicate_hosts, n - servers)
         res.notes.append(f"{n} lab hosts for {servers} server(s)")

@@ -35,7 +35,7 @@ class CaseResult:
     synced: int = 0  # runs that reached Synced (or their --until step) in the end
     duplicate_hosts: int = 0
     journal_bad: int = 0  # integrity_check failures, step rows lost or a done step undone
-    repeated: int = 0  # steps journalled done that ran again, hosts created twice
+    repeated: int = 0  # done steps that ran again, hosts created again, processes left
     leftovers_stopped: int = 0  # processes of a killed run a resume had to stop
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
