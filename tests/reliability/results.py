@@ -98,4 +98,6 @@ def render() -> None:
         "that did not reach Synced. It must be 0; a case that loses anything fails its test.",
         "",
     ]
-    REPORT.write_text("\n".join(lines))
+    tmp = REPORT.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(REPORT)
