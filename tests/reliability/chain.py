@@ -41,13 +41,15 @@ class KillPoint:
         return f"after {self.step}" if self.nth == 0 else f"inside {self.step} (event {self.nth})"
 
 
-def boundaries() -> list[KillPoint]:
-    return [KillPoint(s) for s in STEPS[:-1]]
+def boundaries(last: str = STEPS[-2]) -> list[KillPoint]:
+    """The boundary after each step up to ``last`` (after the report, the run is over)."""
+    return [KillPoint(s) for s in STEPS[: STEPS.index(last) + 1]]
 
 
-def random_points(rng: random.Random, n: int) -> list[KillPoint]:
+def random_points(rng: random.Random, n: int, last: str = STEPS[-2]) -> list[KillPoint]:
     # The first steps last well under a second: a point there is a boundary in all but name.
-    return [KillPoint(rng.choice(STEPS[2:-1]), rng.randint(1, 4)) for _ in range(n)]
+    return [KillPoint(rng.choice(STEPS[2 : STEPS.index(last) + 1]), rng.randint(1, 4))
+            for _ in range(n)]  # fmt: skip
 
 
 def order(points: list[KillPoint]) -> list[KillPoint]:

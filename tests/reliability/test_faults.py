@@ -55,7 +55,10 @@ def _done(res: CaseResult) -> None:
 @sample_only
 def test_sample_kills_and_wait_faults(site: LabSite) -> None:
     rng = random.Random(SEED)
-    points = rng.sample(chain.boundaries(), 2) + chain.random_points(rng, 2)
+    # Every kill lands before wait-synced, so the resumed run still has the wait to fault.
+    before_wait = "point-at-repo"
+    points = (rng.sample(chain.boundaries(before_wait), 2)
+              + chain.random_points(rng, 2, before_wait))  # fmt: skip
     res = CaseResult("sample: kills + wait faults",
                      "SIGKILL at 2 random step boundaries and 2 random points inside steps, "
                      "then resume; API server restart and link cut during wait-synced")  # fmt: skip
