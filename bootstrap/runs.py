@@ -28,13 +28,14 @@ from typing import Any
 from bootstrap.audit import AuditLog
 from bootstrap.engine.context import RunScope
 from bootstrap.engine.journal import Journal, RunRow, RunStatus, StepRow
-from bootstrap.engine.lock import SiteLock
+from bootstrap.engine.lock import MachineLock, SiteLock
 from bootstrap.engine.runner import RunResult, execute, plan
 from bootstrap.engine.step import Pipeline
 from bootstrap.errors import ConfigError
 from bootstrap.events import Event, EventBus, Observer
 from bootstrap.fsutil import private_dir, write_atomic
 from bootstrap.options import RunOptions
+from bootstrap.procguard import CHILDREN_DIR, stop_leftovers
 from bootstrap.render.recorders import AuditRecorder, JournalRecorder
 from bootstrap.report import model, write
 from bootstrap.settings import Site
@@ -130,8 +131,10 @@ def start(
     run_id = new_run_id(name)
     journal = req.state.journal()
     lock = SiteLock(req.state.root, name)
+    machine = MachineLock(name)
     try:
         lock.acquire(run_id, force_unlock=req.force_unlock)
+        machine.acquire(run_id, req.state.root)
         run_dir = req.state.run_dir(run_id)
         write_atomic(run_dir / SITE_COPY, site_data)
         digest = hashlib.sha256(site_data).hexdigest()
@@ -146,6 +149,7 @@ def start(
         )
         return execute(pipeline, journal, scope)
     finally:
+        machine.release()
         lock.release()
         journal.close()
 
@@ -172,20 +176,30 @@ def resume(run_id: str, pipelines: dict[str, Pipeline], req: RunRequest) -> RunR
         site = _site_of(req.state, row, journalled)
         options = journalled.overridden_by(req.options)
         lock = SiteLock(req.state.root, row.site)
+        machine = MachineLock(row.site)
         try:
             lock.acquire(run_id, force_unlock=req.force_unlock)
+            machine.acquire(run_id, req.state.root)
+            run_dir = req.state.run_dir(run_id)
+            # The run is dead (we hold its lock): stop what it left running before acting.
+            stopped = stop_leftovers(run_dir / CHILDREN_DIR)
             journal.reopen_run(run_id, pipeline.ids())
+            bus = _bus(req, journal)
+            for what in stopped:
+                bus.emit(Event(kind="audit", run_id=run_id, message=f"stopped leftover {what}",
+                               data={"action": "stop-leftover"}))  # fmt: skip
             scope = RunScope(
                 run_id=run_id,
                 site=site,
-                run_dir=req.state.run_dir(run_id),
-                bus=_bus(req, journal),
+                run_dir=run_dir,
+                bus=bus,
                 options=options,
                 until=req.until,
             )
             _remove_leftovers(scope)
             return execute(pipeline, journal, scope)
         finally:
+            machine.release()
             lock.release()
     finally:
         journal.close()

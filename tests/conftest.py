@@ -28,6 +28,14 @@ repo:
 """
 
 
+@pytest.fixture(autouse=True)
+def _machine_lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own machine-wide lock directory: tests (and other checkouts on the
+    same machine) restore sites of the same name at once. A test of the machine lock itself
+    sets DRBOOT_LOCK_DIR as it needs."""
+    monkeypatch.setenv("DRBOOT_LOCK_DIR", str(tmp_path / "machine-locks"))
+
+
 @pytest.fixture
 def site_file(tmp_path: Path) -> Path:
     """A minimal valid site file (static host on loopback; nothing is contacted)."""

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bootstrap import procguard
 from bootstrap.errors import PermanentError, TransientError
 from bootstrap.fsutil import write_atomic
 from bootstrap.hostkeys import TrustedKey, known_hosts_line
@@ -316,12 +318,17 @@ def run_playbook(
     connect_timeout: int = 15,
     step: str | None = None,
     check: bool = True,
+    children_dir: Path | None = None,
 ) -> PlayResult:
     """Run one playbook (a name in ``playbooks/`` or a path) and return per-host changes.
 
     ``secret_vars`` go to a 0600 vars file passed with ``-e @file`` and deleted afterwards;
     the tasks using them carry ``no_log: true``. With ``check`` (default), a failed task raises
     ``PermanentError`` and an unreachable host ``TransientError``.
+
+    ``ansible-playbook`` runs under :func:`bootstrap.procguard.guard_main`: it, its workers and
+    its ssh control masters die with drboot, and their mark is recorded in ``children_dir``
+    (the run folder's, so a ``resume`` stops whatever a killed guard left).
     """
     import ansible_runner
 
@@ -343,6 +350,10 @@ def run_playbook(
         cmdline.append(f"--extra-vars=@{secret_file}")
     # ControlPath must fit in a unix socket path (108 bytes): keep it short, not under pdd.
     cp_dir = tempfile.mkdtemp(prefix="drb-cp-")
+    record_dir = children_dir or pdd / procguard.CHILDREN_DIR
+    mark = procguard.new_mark(record_dir, f"ansible-playbook {pb.name}", match=cp_dir)
+    guard = procguard.write_guard_script(pdd / "guarded-ansible-playbook", "ansible-playbook")
+    cmdline.append(shlex.quote(str(pb.resolve())))
     ssh_args = " ".join(
         [
             "-o ControlMaster=auto",
@@ -371,12 +382,13 @@ def run_playbook(
         "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
         "ANSIBLE_CONFIG": str(PLAYBOOKS_DIR / "ansible.cfg"),
         "PATH": _search_path(),
+        **mark.env(),
     }
     collector = _Collector(on_event)
     try:
         r = ansible_runner.interface.init_runner(
             private_data_dir=str(pdd),
-            playbook=str(pb.resolve()),
+            binary=str(guard),  # runs ansible-playbook; the playbook is the last cmdline arg
             inventory=str(pdd / "inventory" / "hosts.json"),
             extravars=dict(extravars or {}),
             envvars=envvars,
@@ -396,6 +408,8 @@ def run_playbook(
     finally:
         if secret_file is not None:
             secret_file.unlink(missing_ok=True)
+        procguard.stop_marked(procguard.ChildMark(mark.token, match=cp_dir))  # ControlPersist
+        procguard.forget(record_dir, mark)
         shutil.rmtree(cp_dir, ignore_errors=True)
     rc = int(r.rc if r.rc is not None else -1)
     artifacts = Path(r.config.artifact_dir) if getattr(r, "config", None) else None

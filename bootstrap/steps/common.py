@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from bootstrap.engine.context import StepContext
 from bootstrap.kubeapi import KubeAPI
 from bootstrap.outputs import Connected, Provisioned
+from bootstrap.procguard import CHILDREN_DIR
 from bootstrap.providers.base import HostInfo, Provider
 from bootstrap.providers.plugin import ClusterPlugin
 from bootstrap.steps.resources import RunResources
@@ -117,6 +118,7 @@ def playbook(
         secret_vars=secret_vars,
         timeout=ctx.remaining(),
         step=ctx.step_id,
+        children_dir=ctx.run_dir / CHILDREN_DIR,
     )
 
 

@@ -11,6 +11,10 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from bootstrap.engine.lock import MachineLock
+from bootstrap.errors import ConfigError, LockedError
 from tests.conftest import PYTHON, REPO
 from tests.engine_fixtures.sidefx import STEPS, release
 from tests.waiting import wait_until
@@ -107,3 +111,56 @@ def test_stale_lock_is_refused_then_force_unlock_or_resume(
         timeout=60,
     )
     assert forced.returncode == 0, forced.stderr
+
+
+def test_a_second_state_directory_is_refused_by_the_machine_lock(
+    tmp_path: Path, site_file: Path, drboot_env: dict[str, str]
+) -> None:
+    """The per-state-dir lock cannot see a run of another state directory; the machine can."""
+    first_env = dict(drboot_env, SIDEFX_DIR=str(tmp_path))
+    holder = _start_held(first_env, site_file)
+    try:
+        run_id = _wait_held(holder)
+        other = dict(drboot_env, DRBOOT_STATE_DIR=str(tmp_path / "other-state"),
+                     SIDEFX_DIR=str(tmp_path / "other"))  # fmt: skip
+        (tmp_path / "other").mkdir()
+        again = subprocess.run([*SIDEFX, "restore", str(site_file)], env=other, cwd=REPO,
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert again.returncode == 6, again.stderr
+        assert f"being restored on this machine by run {run_id}" in again.stderr
+        assert str(tmp_path / "state") in again.stderr  # names where the holder keeps its state
+        assert not (tmp_path / "other" / "acts.log").exists()
+        release(tmp_path)
+        _, err = holder.communicate(timeout=60)
+        assert holder.returncode == 0, err
+        after = subprocess.run([*SIDEFX, "restore", str(site_file)], env=other, cwd=REPO,
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert after.returncode == 0, after.stderr  # released on a clean end
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_machine_lock_directory_is_sticky_and_the_holder_is_named(tmp_path: Path) -> None:
+    d = tmp_path / "machine"
+    first = MachineLock("oslo", d)
+    first.acquire("run-1", tmp_path / "state-a")
+    assert d.stat().st_mode & 0o7777 == 0o1777  # any account may lock, none may delete others'
+    assert first.path.stat().st_mode & 0o777 == 0o666
+    assert first.holder()["run_id"] == "run-1" and first.holder()["user"]
+    with pytest.raises(LockedError) as err:
+        MachineLock("oslo", d).acquire("run-2", tmp_path / "state-b")
+    assert "by run run-1 of user " in str(err.value) and str(tmp_path / "state-a") in str(err.value)
+    MachineLock("bergen", d).acquire("run-3", tmp_path / "state-b")  # another site: independent
+    first.release()
+    assert first.path.read_text() == ""
+    second = MachineLock("oslo", d)
+    second.acquire("run-2", tmp_path / "state-b")
+    second.release()
+
+
+def test_machine_lock_directory_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="not a directory"):
+        MachineLock("oslo", tmp_path / "afile").acquire("run-1", tmp_path)
