@@ -19,7 +19,7 @@ import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -249,12 +249,15 @@ _ENV_KEEP = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "TERM", 
 _ENV_KEEP_PREFIXES = ("ANSIBLE_", "RUNNER_", "AWX_", "LC_")
 
 
-def playbook_env(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` cut down to what ``ansible-playbook`` needs (never a ``DRBOOT_*`` variable)."""
+def playbook_env(env: Mapping[str, str], also: Collection[str] = ()) -> dict[str, str]:
+    """``env`` cut down to what ``ansible-playbook`` needs: never a ``DRBOOT_*`` variable
+    of the caller, only the ones drboot itself set for the run (``also``: the child mark
+    that lets a resume find the run's processes; it holds no secret)."""
     return {
         k: v
         for k, v in env.items()
-        if (k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)) and not k.startswith("DRBOOT_")
+        if k in also
+        or ((k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)) and not k.startswith("DRBOOT_"))
     }
 
 
@@ -403,7 +406,7 @@ def run_playbook(
         # Runner seeds the playbook's environment with all of ours (an escrow passphrase
         # variable included) and writes it to artifacts/<id>/command before it starts, where a
         # kill -9 would leave it: hand it only what Ansible needs, before anything is written.
-        r.config.env = playbook_env(r.config.env)
+        r.config.env = playbook_env(r.config.env, also=mark.env().keys())
         r.run()
     finally:
         if secret_file is not None:
