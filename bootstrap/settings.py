@@ -457,6 +457,10 @@ class Repo(SiteModel):
         default=None,
         description="known_hosts for the git host; defaults to {escrow: known_hosts} (ssh).",
     )
+    pin: Literal["branch", "commit"] = Field(
+        default="branch",
+        description="What the reconciler follows: the branch, or the commit preflight verified.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -483,7 +487,8 @@ class SyncWait(SiteModel):
 
     timeout: Duration = Field(default=timedelta(minutes=30), description="Give up after this.")
     poll_interval: Duration = Field(
-        default=timedelta(seconds=5), description="Poll sync state this often."
+        default=timedelta(seconds=5),
+        description="Re-judge the apps at least this often (a watched change wakes it at once).",
     )
     require_all: bool = Field(default=True, description="Every app must be Synced+Healthy.")
     ignore_apps: tuple[NonEmpty, ...] = Field(default=(), description="Apps not waited for.")

@@ -45,7 +45,7 @@ SHAMIR_BACKUP = f"{MORE}::test_shamir_backup_splits_the_kit_as_the_site_says"
 SHAMIR_OPEN = "tests/unit/test_escrow_cli.py::test_shamir_escrow_opens_with_threshold_shares_only"
 SEALED = f"{MORE}::test_sealed_secrets_namespace_and_controller_name_reach_the_cluster"
 SYNC_SCOPE = f"{MORE}::test_sync_wait_decides_which_apps_count_and_when_to_give_up"
-SYNC_TIMING = f"{MORE}::test_sync_wait_polls_and_holds_as_the_site_says"
+SYNC_TIMING = f"{MORE}::test_sync_wait_watches_and_holds_as_the_site_says"
 
 FIELD_EFFECTS: dict[str, str] = {
     "apiVersion": REFUSED,
@@ -115,6 +115,8 @@ FIELD_EFFECTS: dict[str, str] = {
     "repo.path": POINT,
     "repo.deploy_key": f"{MORE}::test_repo_deploy_key_and_known_hosts_reach_the_reconciler",
     "repo.known_hosts": f"{MORE}::test_repo_deploy_key_and_known_hosts_reach_the_reconciler",
+    "repo.pin": "tests/unit/test_wait_meaning.py::"
+    "test_repo_pin_commit_points_the_reconciler_at_the_verified_commit",
     "sync_wait.timeout": SYNC_SCOPE,
     "sync_wait.poll_interval": SYNC_TIMING,
     "sync_wait.require_all": SYNC_SCOPE,
