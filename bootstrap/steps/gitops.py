@@ -343,6 +343,7 @@ class AppWait:
     ready_since: dict[tuple[str, str], float] = field(default_factory=dict)
     strays: list[str] = field(default_factory=list)
     in_repo: set[tuple[str, str]] = field(default_factory=set)  # apps built from the config repo
+    states: dict[tuple[str, str], tuple[str, AppState]] = field(default_factory=dict)
 
     def start(self) -> AppWait:
         wheres = [self.rec.apps()] + [w for w in [self.rec.sources()] if w is not None]
@@ -394,7 +395,14 @@ class AppWait:
         return _with_reasons(current, self.reasons)
 
     def _judge(self, app: Obj, sources: dict[tuple[str, str], Obj]) -> AppState:
-        s = self.rec.app_state(app)
+        key = (str(app["metadata"].get("namespace") or ""), str(app["metadata"]["name"]))
+        version = str(app["metadata"].get("resourceVersion") or "")
+        cached = self.states.get(key)
+        if cached is not None and version and cached[0] == version:
+            s = cached[1]  # unchanged since the last look: judged already
+        else:
+            s = self.rec.app_state(app)
+            self.states[key] = (version, s)
         if not self.rec.follows_repo(app, self.repo_url):
             return s
         self.in_repo.add((s.namespace, s.name))

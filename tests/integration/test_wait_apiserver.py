@@ -164,7 +164,8 @@ def test_a_commit_pushed_after_preflight_is_verified_then_accepted(
     with Bed(apiserver, namespace, tmp_path, extra=[]) as bed:
         _put(bed.repo, "web/cm.yaml", _cm("web", "2"))
         _put(bed.repo, "platform/apps.yaml", _app("web", namespace, bed.url, "web"),
-             _app("api", namespace, bed.url, "web"))  # fmt: skip
+             _app("api", namespace, bed.url, "api"))  # fmt: skip
+        _put(bed.repo, "api/cm.yaml", _cm("api", "1"))
         newer = _commit(bed.repo, "web 2, and an api app")
         out = bed.wait(bed.commits())
     assert out.commit == newer and out.commit_verified
