@@ -28,6 +28,11 @@ from bootstrap.reconcilers.base import Reconciler
 MAX_PATHS = 200  # an app-of-apps tree deeper/wider than this is refused, not walked forever
 
 
+class MissingPath(PermanentError):
+    """A path an app follows is not in the repo (the reconciler reports that app as failing:
+    it is waited for, and named, like any other)."""
+
+
 @dataclass(frozen=True)
 class Expected:
     """The apps declared at ``commit`` (``ns/name``), and the paths rendered to find them."""
@@ -53,7 +58,7 @@ def render(root: Path, path: str, *, recurse: bool) -> list[Obj]:
     if not target.is_relative_to(root.resolve()):
         raise PermanentError(f"app path {path!r} points outside the repo")
     if not target.is_dir():
-        raise PermanentError(f"app path {path!r} does not exist in the repo")
+        raise MissingPath(f"app path {path!r} does not exist in the repo")
     if kustomize.has_kustomization(target):
         return list(_docs(kustomize.build(target)))
     files = sorted(target.rglob("*") if recurse else target.iterdir())
@@ -83,7 +88,13 @@ def walk(
         if len(seen) >= MAX_PATHS:
             raise PermanentError(f"the app-of-apps tree has more than {MAX_PATHS} paths")
         seen.append(norm)
-        for d in rec.declared_apps(read(norm, recurse), repo_url):
+        try:
+            docs = read(norm, recurse)
+        except MissingPath:
+            if len(seen) == 1:
+                raise  # the root path itself
+            continue
+        for d in rec.declared_apps(docs, repo_url):
             apps.add((d.namespace, d.name))
             if d.child_path is not None:
                 todo.append((d.child_path, d.recurse))

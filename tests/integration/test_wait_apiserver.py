@@ -8,12 +8,15 @@ to. LAB STAND-IN: the Argo CD application controller (it reads and writes the sa
 Proves: a child app created late by the root (app of apps) is waited for; an app Git declares
 that is never created is named at timeout; a commit pushed after preflight verified another is
 verified, then accepted (and the output says so), or refused naming the SealedSecret that does
-not open; the wait lists the Applications once and watches them.
+not open; the wait lists the Applications once and watches them; a watch from a version
+the server no longer keeps is answered 410 Gone, and the informer lists again.
 """
 
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ import yaml
 from bootstrap.errors import PermanentError, WaitTimeout
 from bootstrap.escrow.kit import RecoveryKit
 from bootstrap.escrow.service import check_repo
+from bootstrap.kubeapi import Gone
 from bootstrap.lab.standins.argocd import ArgoCDController
 from bootstrap.lab.standins.common import client_factory
 from bootstrap.outputs import AppsSynced
@@ -30,6 +34,7 @@ from bootstrap.reconcilers import ArgoCD
 from bootstrap.reconcilers.base import RepoSource, Tally
 from bootstrap.siteload import load_site_text
 from bootstrap.steps.appset import expected_apps
+from bootstrap.steps.appwatch import Informer
 from bootstrap.steps.gitops import Commits, WaitSettings, timeout_text, wait_for_apps
 
 pytestmark = [pytest.mark.integration, pytest.mark.apiserver]
@@ -191,3 +196,38 @@ def test_a_commit_pushed_after_preflight_that_does_not_verify_is_refused(
     assert exc.value.message.startswith(f"the branch moved on to {newer[:12]}, which drboot "
                                         "cannot verify: ")  # fmt: skip
     assert f"{namespace}/db-creds" in exc.value.message
+
+
+def test_a_watch_from_a_version_the_server_no_longer_has_gets_410_and_relists(
+    apiserver: Any, namespace: str
+) -> None:
+    """The API server's watch cache keeps a bounded window of events: a watch from a version
+    older than that window is answered ``410 Gone`` (what a long-disconnected waiter meets).
+    The informer lists again and carries on from the new list."""
+    kube = apiserver.client
+    rec = ArgoCD(namespace)
+    crds = [o for o in rec.install_objects() if o["kind"] == "CustomResourceDefinition"]
+    kube.apply_manifest(crds)
+    kube.create(_app("root", namespace, "https://git.invalid/x", "x"))
+    old = kube.list_versioned("argoproj.io/v1alpha1", "Application", namespace).resource_version
+    for i in range(1200):  # push the old version out of the watch cache's window
+        kube.patch("argoproj.io/v1alpha1", "Application", "root",
+                   {"metadata": {"annotations": {"n": str(i)}}}, namespace)  # fmt: skip
+    with pytest.raises(Gone):
+        next(iter(kube.watch("argoproj.io/v1alpha1", "Application", namespace,
+                             resource_version=old, timeout=5)))  # fmt: skip
+    changed = threading.Event()
+    inf = Informer(kube, "argoproj.io/v1alpha1", "Application", namespace, changed)
+    inf.resource_version = old  # as if it had listed long ago and lost its connection
+    inf.synced.set()
+    inf.start()
+    try:
+        deadline = time.monotonic() + 30
+        while inf.relists == 0 and time.monotonic() < deadline:
+            changed.wait(1)
+            changed.clear()
+        assert inf.relists == 1 and inf.lists == 1
+        root = inf.snapshot()[(namespace, "root")]
+        assert root["metadata"]["annotations"]["n"] == "1199"
+    finally:
+        inf.stop()

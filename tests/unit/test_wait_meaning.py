@@ -33,7 +33,14 @@ from bootstrap.reconcilers.base import Tally, commit_of
 from bootstrap.siteload import load_site_text
 from bootstrap.steps.appset import Expected, expected_apps
 from bootstrap.steps.appwatch import Informer
-from bootstrap.steps.gitops import Commits, WaitSettings, point_at_repo, timeout_text, wait_for_apps
+from bootstrap.steps.gitops import (
+    Commits,
+    WaitSettings,
+    point_at_repo,
+    timeout_text,
+    wait_for_apps,
+    wait_synced,
+)
 from tests.stepkit import step_context
 from tests.unit.test_reconciler_interface import FakeKube
 
@@ -375,3 +382,50 @@ escrow: {{backend: age, bundle: kit.age, identity_files: [id.txt]}}
 reconciler: {{type: {rec}}}
 repo: {{url: "https://git.example/config.git", revision: main, path: apps, pin: {pin}}}
 """
+
+
+# --------------------------------------------------------------------------- resume
+
+
+RESUME_SITE = """\
+apiVersion: drboot.dev/v1
+kind: Site
+name: resume
+provider: {{type: static, hosts: [{{name: h, address: 127.0.0.1}}]}}
+escrow: {{backend: age, bundle: kit.age, identity_files: [id.txt]}}
+reconciler: {{type: argocd}}
+repo: {{url: "{url}", revision: main, path: apps}}
+sync_wait: {{timeout: 1s, poll_interval: 1s, stable_for: 1s}}
+"""
+
+
+def test_resume_after_a_wait_timeout_waits_for_the_same_verified_commit(tmp_path: Path) -> None:
+    """The wait-synced step reads the verified commit from the journal (preflight's output),
+    so a resumed run waits for that commit and the apps Git declares at it: it does not
+    start over, nor settle for whatever the branch says now."""
+    repo = tmp_path / "config"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    url = str(repo)
+    web = app("web", repo=url)
+    _write(
+        repo / "apps" / "web.yaml", {k: web[k] for k in ("apiVersion", "kind", "metadata", "spec")}
+    )
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "web")
+    sha = _git(repo, "rev-parse", "HEAD")
+    _write(repo / "apps" / "more.yaml", app("more", repo=url))  # pushed later: not verified
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "more")
+    site = load_site_text(RESUME_SITE.format(url=url), "s.yaml", base_dir=tmp_path)
+    checked = EscrowChecked(repo=RepoSummary(url, "main", sha, "apps"))
+    kube = FakeKube(app("root", revision=sha, repo=url))
+    ctx = step_context(site, tmp_path / "r", "wait-synced", kube=kube, outputs=[checked])  # type: ignore[arg-type]
+    with pytest.raises(WaitTimeout, match=f"expected from Git at {sha[:12]}, never created: web"):
+        wait_synced(ctx)
+    kube._put(app("web", revision=sha, repo=url))  # the operator fixed it; then `drboot resume`
+    ctx = step_context(site, tmp_path / "r", "wait-synced", kube=kube, outputs=[checked])  # type: ignore[arg-type]
+    wait_synced(ctx)
+    out = AppsSynced.from_json(ctx.outputs)
+    assert out.commit == sha and out.commit_verified and out.expected == ["argocd/web"]
+    assert set(out.apps) == {"root", "web"}
