@@ -2,9 +2,16 @@
 
 Each step observes first: the pinned reconciler already installed, the repository Secret and
 root object already as wanted, are reported as no change. The deploy key is never rotated: a
-repository Secret holding another key is refused, not overwritten. The wait lists every app
-(an Argo CD Application, a Flux Kustomization) once per poll interval (one API call), and
-only when something is not ready looks at the unready workloads' Pods to say why.
+repository Secret holding another key is refused, not overwritten.
+
+The wait decides whether drboot says "restored", so it means: every app the config repo
+declares at the commit preflight verified (rendered, app of apps followed: ``appset``), each
+Synced+Healthy *at that commit* (or at a newer one the branch moved on to, once the escrow
+check passes there), in the reconciler's real states (errors, operations in flight, suspended,
+manual sync), for ``stable_for`` in a row. The apps are watched, not polled (``appwatch``: one
+list + watch per kind); only when something is not ready, and at most every
+``DIAGNOSE_EVERY`` seconds, are the unready workloads' Pods asked why. ``drboot wait`` runs the
+same wait (``wait_cluster``) on a cluster that is already up.
 
 The steps never ask which reconciler the site names: what differs between Argo CD and Flux is
 behind ``bootstrap.reconcilers.base.Reconciler``, found by ``reconciler_for``. Secret values
@@ -344,13 +351,22 @@ class AppWait:
     strays: list[str] = field(default_factory=list)
     in_repo: set[tuple[str, str]] = field(default_factory=set)  # apps built from the config repo
     states: dict[tuple[str, str], tuple[str, AppState]] = field(default_factory=dict)
+    dipped: set[tuple[str, str]] = field(default_factory=set)  # not ready since the last look
 
     def start(self) -> AppWait:
         wheres = [self.rec.apps()] + [w for w in [self.rec.sources()] if w is not None]
         self.informers = [
-            Informer(self.kube, w.api, w.kind, w.namespace, self.changed).start() for w in wheres
-        ]
+            Informer(self.kube, w.api, w.kind, w.namespace, self.changed,
+                     on_event=self._seen if i == 0 else None).start()
+            for i, w in enumerate(wheres)
+        ]  # fmt: skip
         return self
+
+    def _seen(self, kind: str, app: Obj) -> None:
+        """(In the watch thread.) Note an app that was not ready at any moment, even if it is
+        ready again by the next look: a flap inside the stable window restarts the window."""
+        if kind == "DELETED" or not self.rec.app_state(app).ready:
+            self.dipped.add((str(app["metadata"].get("namespace") or ""), app["metadata"]["name"]))
 
     def stop(self) -> None:
         for i in self.informers:
@@ -374,7 +390,13 @@ class AppWait:
                 raise TransientError(i.transient or f"listing {i.kind} objects")
         apps = self.informers[0].snapshot()
         sources = self.informers[1].snapshot() if len(self.informers) > 1 else {}
+        dipped, self.dipped = self.dipped, set()
         states = self._scope([self._judge(a, sources) for a in apps.values()], set(apps))
+        states = [
+            replace(s, held=True, reason="was not ready a moment ago (flapped)")
+            if s.ready and (s.namespace, s.name) in dipped else s
+            for s in states
+        ]  # fmt: skip
         current = tally(states, self.ignore)
         now = self.wall()
         for s in current.ready:

@@ -14,6 +14,7 @@ the server no longer keeps is answered 410 Gone, and the informer lists again.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -231,3 +232,32 @@ def test_a_watch_from_a_version_the_server_no_longer_has_gets_410_and_relists(
         assert root["metadata"]["annotations"]["n"] == "1199"
     finally:
         inf.stop()
+
+
+def test_drboot_wait_on_a_cluster_that_is_up(
+    apiserver: Any, namespace: str, tmp_path: Path
+) -> None:
+    """``drboot wait SITE --kubeconfig K -o json`` through the real CLI: exit 0 and the record.
+    The site turns preflight's escrow check off, so the commit is reported as not verified."""
+    from click.testing import CliRunner
+
+    from bootstrap.cli import cli
+
+    with Bed(apiserver, namespace, tmp_path, extra=[]) as bed:
+        site = tmp_path / "site.yaml"
+        site.write_text(
+            "apiVersion: drboot.dev/v1\nkind: Site\nname: w\n"
+            "provider: {type: static, hosts: [{name: h, address: 127.0.0.1}]}\n"
+            "escrow: {backend: age, bundle: /nonexistent/kit.age, identity_files: [/x]}\n"
+            f"reconciler: {{type: argocd, namespace: {namespace}}}\n"
+            f'repo: {{url: "{bed.url}", revision: main, path: root}}\n'
+            "sealed_secrets: {verify_in_preflight: false}\n"
+            "sync_wait: {timeout: 60s, poll_interval: 1s, stable_for: 1s}\n"
+        )
+        res = CliRunner().invoke(
+            cli, ["-o", "json", "wait", str(site), "--kubeconfig", str(apiserver.kubeconfig)]
+        )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output.splitlines()[-1])
+    assert set(out["apps"]) == {"root", "platform", "web"}
+    assert out["commit"] == bed.verified and out["commit_verified"] is False

@@ -337,6 +337,21 @@ def test_a_flap_inside_the_stable_window_restarts_it() -> None:
     assert out.seconds >= 0.5 + 0.6 - 0.05
 
 
+def test_a_flap_between_two_looks_is_not_missed() -> None:
+    """Degraded then Healthy again before the waiter looks: the snapshot shows Healthy, but
+    the watch saw the dip, and the stable window restarts."""
+    kube = FakeKube(app("root"))
+    ws = WaitSettings(timeout=5, interval=1, stable_for=0.6, require_all=True, ignore=())
+
+    def flap() -> None:
+        kube.events.put(WatchEvent("MODIFIED", app("root", health="Degraded")))
+        kube.events.put(WatchEvent("MODIFIED", app("root")))
+
+    threading.Timer(0.3, flap).start()
+    out = run(kube, ARGO, Commits([X]), ws)
+    assert out.seconds >= 0.3 + 0.6 - 0.05
+
+
 # --------------------------------------------------------------------------- repo.pin
 
 
