@@ -73,6 +73,7 @@ from bootstrap.steps.registry import step
 WORKLOAD_WAIT = 600.0
 WORKLOAD_POLL = 1.0
 DIAGNOSE_EVERY = 10.0  # seconds between looks at the Pods of unready apps
+FIRST_LIST_WAIT = 10.0  # seconds the first look waits for the watch's first list
 
 
 def _reconciler(ctx: StepContext) -> Reconciler:
@@ -386,7 +387,8 @@ class AppWait:
                 raise i.error
             if i.failure is not None:
                 raise i.failure
-            if not i.synced.is_set():
+            # the first look waits (briefly) for the first list rather than call it an outage
+            if not i.synced.wait(0 if i.transient else FIRST_LIST_WAIT):
                 raise TransientError(i.transient or f"listing {i.kind} objects")
         apps = self.informers[0].snapshot()
         sources = self.informers[1].snapshot() if len(self.informers) > 1 else {}
