@@ -308,6 +308,10 @@ class ArgoCD:
             return None
         return commit_of(str(sync.get("revision") or "")) or None
 
+    def target_revision(self, app: Obj, sources: Sources) -> str | None:
+        """``status.sync.revision``: the commit the last comparison was made at."""
+        return commit_of(str(((app.get("status") or {}).get("sync") or {}).get("revision") or ""))
+
     def declared_apps(self, docs: Iterable[Obj], repo_url: str) -> list[DeclaredApp]:
         return declared_apps(docs, repo_url, self.namespace)
 

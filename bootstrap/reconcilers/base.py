@@ -166,6 +166,11 @@ class Reconciler(Protocol):
         not (yet) synced at its source's current revision."""
         ...
 
+    def target_revision(self, app: Obj, sources: Sources) -> str | None:
+        """The commit the reconciler is bringing the app to (compared at, or fetched), synced
+        or not yet; None when it has not said."""
+        ...
+
     def declared_apps(self, docs: Iterable[Obj], repo_url: str) -> list[DeclaredApp]:
         """The apps a render of the config repo declares, with the child path of those that
         follow ``repo_url`` too (app of apps)."""

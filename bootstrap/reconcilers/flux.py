@@ -308,6 +308,13 @@ class Flux:
     def synced_revision(self, app: Obj, sources: Sources) -> str | None:
         return synced_revision(app, sources)
 
+    def target_revision(self, app: Obj, sources: Sources) -> str | None:
+        """The GitRepository's ``status.artifact.revision``: what the Kustomization applies next."""
+        src = sources.get(source_of(app)) or {}
+        return commit_of(
+            str(((src.get("status") or {}).get("artifact") or {}).get("revision") or "")
+        )
+
     def declared_apps(self, docs: Iterable[Obj], repo_url: str) -> list[DeclaredApp]:
         return declared_apps(docs, self.namespace)
 

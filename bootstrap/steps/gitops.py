@@ -430,6 +430,9 @@ class AppWait:
         if not self.rec.follows_repo(app, self.repo_url):
             return s
         self.in_repo.add((s.namespace, s.name))
+        target = self.rec.target_revision(app, sources)
+        if target is not None:
+            self.commits.accepts(target)  # a commit the branch moved on to: verified at once
         if not s.ready:
             return s
         rev = self.rec.synced_revision(app, sources)

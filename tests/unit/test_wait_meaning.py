@@ -144,6 +144,20 @@ def test_the_branch_moved_on_to_a_commit_that_does_not_verify_is_refused() -> No
     assert "ledger/db-creds" in exc.value.message
 
 
+def test_a_moved_branch_is_verified_as_soon_as_the_reconciler_targets_it() -> None:
+    """Before any app is synced at the new commit: refused while Argo CD is still syncing."""
+
+    def verify(commit: str) -> None:
+        raise PreflightError("ledger/db-creds (apps/db.yaml): no-key-decrypts")
+
+    syncing = app("root", revision=Y, sync="OutOfSync", health="Progressing")
+    with pytest.raises(PermanentError, match="ledger/db-creds"):
+        run(FakeKube(syncing), ARGO, Commits([X], verify=verify))
+    source_moved = [ks("flux-system", f"main@sha1:{X}"), gitrepo(f"main@sha1:{Y}")]
+    with pytest.raises(PermanentError, match=f"moved on to {Y[:12]}"):
+        run(FakeKube(*source_moved), FLUX, Commits([X], verify=verify))
+
+
 def test_without_a_way_to_verify_a_moved_branch_the_app_waits_and_says_why() -> None:
     with pytest.raises(WaitTimeout, match=f"root: Healthy: synced at {Y[:12]}, not at the "
                        f"verified {X[:12]}"):  # fmt: skip
