@@ -101,7 +101,7 @@ class RepoCheck:
         }
 
 
-def check_repo(site: Site, kit: RecoveryKit, revision: str | None = None) -> RepoCheck:
+def check_repo(site: Site, kit: RecoveryKit, *, revision: str | None = None) -> RepoCheck:
     """Clone the repo at the site's revision (or ``revision``: a commit the branch moved on
     to), render the path, decrypt every SealedSecret.
 
