@@ -9,11 +9,34 @@ other object that does. Objects are plain dicts; errors are drboot's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
+
+from bootstrap.errors import TransientError
 
 Obj: TypeAlias = dict[str, Any]
 Objs: TypeAlias = list[Obj]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A list answer: the items and the list's ``resourceVersion`` (where a watch starts)."""
+
+    items: Objs
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One watch event: ``type`` is ADDED, MODIFIED, DELETED or BOOKMARK."""
+
+    type: str
+    object: Obj
+
+
+class Gone(TransientError):
+    """410 Gone: the resourceVersion a watch started from is too old; list again."""
 
 
 class KubeAPI(Protocol):
@@ -38,6 +61,21 @@ class KubeAPI(Protocol):
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> Objs: ...
+
+    def list_versioned(
+        self, api_version: str, kind: str, namespace: str | None = None
+    ) -> Listed: ...
+
+    def watch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        timeout: int = 60,
+        bookmarks: bool = False,
+    ) -> Iterator[WatchEvent]: ...
 
     def create(self, obj: Obj) -> Obj: ...
 

@@ -169,6 +169,8 @@ class AppRecord:
     ready: bool
     namespace: str = ""
     reason: str = ""
+    revision: str = ""  # the commit it was synced at
+    ready_since: float | None = None  # wall time it last turned ready (for the timeline)
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,12 @@ class AppsSynced(StepOutput):
     seconds: float = 0.0
     ready_at: float | None = None  # wall time every app became ready (the RTO's end)
     stable_for: float = 0.0
+    commit: str = ""  # the commit every app converged to ("" when no commit was verified)
+    commit_verified: bool = False  # escrow-verified (preflight, or when the branch moved on)
+    verified_commits: list[str] = field(default_factory=list)  # every commit drboot verified
+    expected: list[str] = field(default_factory=list)  # ns/name of the apps Git declares
+    strays: list[str] = field(default_factory=list)  # ns/name of apps not in Git
+    requests: int = 0  # list + watch requests on the apps (and their sources)
 
 
 def _listed(value: object) -> object:

@@ -21,6 +21,7 @@ import secrets
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -424,3 +425,15 @@ def status(state: StateDir, run_id: str | None) -> tuple[list[RunView], list[Ste
         return [view(state, row)], journal.steps(run_id)
     finally:
         journal.close()
+
+
+def wait_apps(
+    site: Site, kubeconfig: Path, progress: Callable[..., None]
+) -> dict[str, Any]:
+    """``drboot wait``: every app of an already running cluster Synced+Healthy at a verified
+    commit (the wait-synced step's semantics); the record as JSON-able data."""
+    from bootstrap.adapters.kube import KubeClient
+    from bootstrap.steps.gitops import wait_cluster
+
+    with KubeClient.from_kubeconfig(kubeconfig) as kube:
+        return wait_cluster(site, kube, progress).to_json()

@@ -505,6 +505,10 @@ class Repo(SiteModel):
         description="Where the git host keeps the repo (ISO 3166-1 alpha-2); reported, and "
         "checked against sovereignty.allowed_countries.",
     )
+    pin: Literal["branch", "commit"] = Field(
+        default="branch",
+        description="What the reconciler follows: the branch, or the commit preflight verified.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -542,7 +546,8 @@ class SyncWait(SiteModel):
 
     timeout: Duration = Field(default=timedelta(minutes=30), description="Give up after this.")
     poll_interval: Duration = Field(
-        default=timedelta(seconds=5), description="Poll sync state this often."
+        default=timedelta(seconds=5),
+        description="Re-judge the apps at least this often (a watched change wakes it at once).",
     )
     require_all: bool = Field(default=True, description="Every app must be Synced+Healthy.")
     ignore_apps: tuple[NonEmpty, ...] = Field(default=(), description="Apps not waited for.")

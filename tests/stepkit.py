@@ -7,6 +7,7 @@ those in here; anything not given is built the production way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from bootstrap.engine.context import RunScope, StepContext
 from bootstrap.events import EventBus
 from bootstrap.kubeapi import KubeAPI
 from bootstrap.providers.base import HostInfo, Progress
+from bootstrap.records import StepOutput
 from bootstrap.settings import Site
 from bootstrap.steps.resources import RunResources
 
@@ -58,9 +60,12 @@ def step_context(
     kube: KubeAPI | None = None,
     shell: object | None = None,
     timeout: float = 600,
+    outputs: Sequence[StepOutput] = (),
 ) -> StepContext:
-    """A context for running ``step`` of run ``r1`` with the given resources."""
+    """A context for running ``step`` of run ``r1`` with the given resources (and the outputs
+    earlier steps recorded)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     scope = RunScope(run_id="r1", site=site, run_dir=run_dir, bus=bus or EventBus())
+    scope.outputs.update({o.STEP: o.to_json() for o in outputs})
     scope.shared[RunResources] = GivenResources(scope, kit=kit, kube=kube, shell=shell)
     return StepContext(scope, step, timeout)

@@ -32,13 +32,13 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import yaml
 
 from bootstrap.errors import PermanentError, TransientError, WaitTimeout
+from bootstrap.kubeapi import Gone, Listed, WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,6 @@ class Invalid(PermanentError):
 
 class Forbidden(PermanentError):
     """401/403: the credentials are wrong or lack the permission."""
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    """One watch event: ``type`` is ADDED, MODIFIED, DELETED or BOOKMARK."""
-
-    type: str
-    object: Obj
 
 
 def describe(obj: Obj) -> str:
@@ -189,6 +181,17 @@ class KubeClient:
             )
         except NotFound:
             return None
+
+    def list_versioned(self, api_version: str, kind: str, namespace: str | None = None) -> Listed:
+        """Every object of a kind and the list's resourceVersion (a watch starts there)."""
+        res = self._resource(api_version, kind)
+        body = self._json("GET", res.path(namespace=namespace), what=f"list {kind}")
+        items: Objs = body.get("items") or []
+        for item in items:  # list items carry no apiVersion/kind
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        return Listed(items, rv)
 
     def list(
         self,
@@ -388,10 +391,12 @@ class KubeClient:
         label_selector: str | None = None,
         resource_version: str | None = None,
         timeout: int = 60,
+        bookmarks: bool = False,
     ) -> Generator[WatchEvent, None, None]:
         """Watch events for ``timeout`` seconds (server-side). Without ``resource_version`` the
         server first sends ADDED for every existing object. An expired resourceVersion (410)
-        raises TransientError: list again and watch from the list's resourceVersion."""
+        raises ``Gone``: list again and watch from the list's resourceVersion. ``bookmarks``
+        asks for BOOKMARK events (a newer resourceVersion, no object change)."""
         from kubernetes import watch as kwatch
 
         res = self._resource(api_version, kind)
@@ -401,6 +406,7 @@ class KubeClient:
             stream = self._dyn.watch(  # type: ignore[no-untyped-call]
                 res, namespace=namespace, name=name, label_selector=label_selector,
                 resource_version=resource_version, timeout=timeout, watcher=w,
+                allow_watch_bookmarks=bookmarks or None,
             )  # fmt: skip
             try:
                 for ev in stream:
@@ -409,7 +415,7 @@ class KubeClient:
                         code = raw.get("code")
                         msg = f"{what}: {raw.get('message', raw)}"
                         if code == 410:
-                            raise TransientError(msg, target=self.target, hint="list again")
+                            raise Gone(msg, target=self.target, hint="list again")
                         raise PermanentError(msg, target=self.target)
                     yield WatchEvent(ev["type"], raw)
             finally:
@@ -532,6 +538,8 @@ class KubeClient:
         text = f"{what}: {message}"[:_MAX_MESSAGE]
         if status == 404:
             return NotFound(text, target=self.target)
+        if status == 410:
+            return Gone(text, target=self.target, hint="list again")
         if status == 409:
             err = Conflict(text, target=self.target, hint="read the object again and retry")
             err.reason = reason or "Conflict"

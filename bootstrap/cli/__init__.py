@@ -2,18 +2,18 @@
 
 A package of small command modules, each a thin layer over one part of drboot:
 ``runcmds`` (restore, drill, resume, plan), ``inspection`` (validate, schema, init,
-status, report, audit), ``escrow`` and ``lab`` (with ``demo``). ``app`` holds the
-group, ``Deps`` and the error edge; ``output`` is the one place that prints. The
+status, report, audit), ``escrow``, ``lab`` (with ``demo``) and ``waitcmd`` (wait).
+``app`` holds the group, ``Deps`` and the error edge; ``output`` is the one place that prints. The
 command modules import ``app`` and never this package, and are added to the group
 here, so there is no import cycle and no command registers itself by side effect.
 """
 
 from __future__ import annotations
 
-from bootstrap.cli import escrow, inspection, lab, runcmds
+from bootstrap.cli import escrow, inspection, lab, runcmds, waitcmd
 from bootstrap.cli.app import Deps, cli, main
 
-for _module in (runcmds, inspection, escrow, lab):
+for _module in (runcmds, inspection, escrow, lab, waitcmd):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

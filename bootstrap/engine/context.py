@@ -162,6 +162,13 @@ class StepContext:
                 hint="the run was journalled by another drboot version; start a new run",
             ) from None
 
+    def read_optional(self, kind: type[Out]) -> Out | None:
+        """The typed output an earlier step recorded, or None when it recorded none (a step
+        that may legitimately have had nothing to record, e.g. a disabled check)."""
+        if not self._scope.outputs.get(kind.STEP):
+            return None
+        return self.read(kind)
+
     def record(self, output: StepOutput) -> None:
         """Record this step's typed output (journalled; references only, never secrets)."""
         if self.step_id != output.STEP:

@@ -106,8 +106,15 @@ class RepoCheck:
         }
 
 
-def check_repo(site: Site, kit: RecoveryKit, *, cache_file: Path | None = None) -> RepoCheck:
-    """Clone the repo at the site's revision, render the path, decrypt every SealedSecret.
+def check_repo(
+    site: Site,
+    kit: RecoveryKit,
+    *,
+    cache_file: Path | None = None,
+    revision: str | None = None,
+) -> RepoCheck:
+    """Clone the repo at the site's revision (or ``revision``: a commit the branch moved on
+    to), render the path, decrypt every SealedSecret.
 
     Raises ``PreflightError`` listing every SealedSecret that does not open; its
     ``details`` carry the whole structured result. With ``cache_file`` (incremental
@@ -116,7 +123,7 @@ def check_repo(site: Site, kit: RecoveryKit, *, cache_file: Path | None = None) 
     """
     from bootstrap.adapters import git
 
-    repo = site.repo
+    repo = site.repo if revision is None else site.repo.model_copy(update={"revision": revision})
     deploy_key = secretrefs.resolve(repo.deploy_key, lambda: kit, field="repo.deploy_key")
     known_hosts = secretrefs.resolve(repo.known_hosts, lambda: kit, field="repo.known_hosts")
     with (

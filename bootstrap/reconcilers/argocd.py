@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,10 +23,13 @@ from bootstrap.reconcilers.base import (
     WORKLOAD_KINDS,
     AppList,
     AppState,
+    DeclaredApp,
     KeySecret,
     Obj,
     RepoSource,
+    Sources,
     WorkloadRef,
+    commit_of,
     meta,
     relocate,
 )
@@ -146,25 +150,40 @@ def unhealthy_resources(app: Obj) -> list[Obj]:
 
 
 def app_state(app: Obj) -> AppState:
-    """Sync/health of an Application and, when not ready, the most telling reason:
-    an error condition, a failed sync, then the first unhealthy or out-of-sync resource."""
+    """Sync/health of an Application and, when not ready, the most telling reason: an
+    ``*Error`` condition or a sync operation in flight (either keeps even a Synced+Healthy
+    app from counting), a failed sync, a Suspended/Missing health, manual sync, then the
+    first unhealthy or out-of-sync resource."""
     m = meta(app)
     st = app.get("status") or {}
     sync = str((st.get("sync") or {}).get("status") or "Unknown")
-    health = str((st.get("health") or {}).get("status") or "Unknown")
+    health_st = st.get("health") or {}
+    health = str(health_st.get("status") or "Unknown")
+    revision = str((st.get("sync") or {}).get("revision") or "")
     reason = ""
+    held = False
     if not st:
         reason = "not reconciled yet (is the application controller running?)"
     errors = [c for c in st.get("conditions") or [] if str(c.get("type", "")).endswith("Error")]
     op = st.get("operationState") or {}
+    in_flight = bool(app.get("operation")) or op.get("phase") in ("Running", "Terminating")
+    spec = app.get("spec")
+    manual = spec is not None and (spec.get("syncPolicy") or {}).get("automated") is None
     bad = unhealthy_resources(app)
     out_of_sync = [r for r in st.get("resources") or [] if r.get("status") == "OutOfSync"]
     if reason:
         pass
     elif errors:
+        held = True
         reason = f"{errors[0].get('type')}: {errors[0].get('message', '')}"
+    elif in_flight:
+        held = True
+        reason = "sync operation in flight" + (f": {op['message']}" if op.get("message") else "")
     elif op.get("phase") in ("Failed", "Error"):
         reason = f"sync {op['phase'].lower()}: {op.get('message', '')}"
+    elif health in ("Suspended", "Missing") and not bad:
+        what = "suspended" if health == "Suspended" else "its resources do not exist yet"
+        reason = f"health {health}: " + (health_st.get("message") or what)
     elif bad:
         r = bad[0]
         h = r.get("health") or {}
@@ -172,7 +191,41 @@ def app_state(app: Obj) -> AppState:
     elif out_of_sync:
         r = out_of_sync[0]
         reason = f"{r.get('kind')} {r.get('name')} OutOfSync"
-    return AppState(str(m.get("name")), str(m.get("namespace") or ""), sync, health, reason)
+    if sync != "Synced" and manual and not in_flight:
+        reason += ("; " if reason else "") + "manual sync: it will not sync by itself"
+    return AppState(
+        str(m.get("name")), str(m.get("namespace") or ""), sync, health, reason, held, revision
+    )
+
+
+def declared_apps(docs: Iterable[Obj], repo_url: str, default_ns: str) -> list[DeclaredApp]:
+    """The Applications in a render; those following ``repo_url`` carry their path."""
+    out: list[DeclaredApp] = []
+    for d in docs:
+        if d.get("kind") != APP_KIND or not str(d.get("apiVersion", "")).startswith("argoproj.io/"):
+            continue
+        m = meta(d)
+        src = (d.get("spec") or {}).get("source") or {}
+        same = same_repo(str(src.get("repoURL") or ""), repo_url) and src.get("path") is not None
+        out.append(
+            DeclaredApp(
+                str(m.get("namespace") or default_ns),
+                str(m.get("name")),
+                str(src.get("path")) if same else None,
+                bool((src.get("directory") or {}).get("recurse")) if same else False,
+            )
+        )
+    return out
+
+
+def same_repo(a: str, b: str) -> bool:
+    """Whether two repository URLs name the same repo (trailing ``.git`` and ``/`` ignored)."""
+
+    def norm(u: str) -> str:
+        u = u.strip().rstrip("/")
+        return u[:-4] if u.endswith(".git") else u
+
+    return bool(a) and norm(a) == norm(b)
 
 
 def resource_ref(r: Obj) -> tuple[str, str, str, str | None]:
@@ -244,3 +297,27 @@ class ArgoCD:
 
     def root_apps(self) -> frozenset[tuple[str, str]]:
         return frozenset({(self.namespace, ROOT_APP)})
+
+    def sources(self) -> None:
+        return None  # an Application says its revision itself
+
+    def synced_revision(self, app: Obj, sources: Sources) -> str | None:
+        """``status.sync.revision`` of a Synced Application (the commit it was compared at)."""
+        sync = (app.get("status") or {}).get("sync") or {}
+        if sync.get("status") != "Synced":
+            return None
+        return commit_of(str(sync.get("revision") or "")) or None
+
+    def target_revision(self, app: Obj, sources: Sources) -> str | None:
+        """``status.sync.revision``: the commit the last comparison was made at."""
+        return commit_of(str(((app.get("status") or {}).get("sync") or {}).get("revision") or ""))
+
+    def declared_apps(self, docs: Iterable[Obj], repo_url: str) -> list[DeclaredApp]:
+        return declared_apps(docs, repo_url, self.namespace)
+
+    def follows_repo(self, app: Obj, repo_url: str) -> bool:
+        src = (app.get("spec") or {}).get("source") or {}
+        return same_repo(str(src.get("repoURL") or ""), repo_url)
+
+    def renders_recursively(self) -> bool:
+        return False  # a directory source reads subdirectories only with directory.recurse

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -69,6 +70,29 @@ class AppList:
     api: str
     kind: str
     namespace: str | None
+
+
+@dataclass(frozen=True)
+class DeclaredApp:
+    """An app the config repo declares (an Argo CD Application, a Flux Kustomization), and,
+    when it follows a path of the same repo (app of apps), that path: rendered in turn."""
+
+    namespace: str
+    name: str
+    child_path: str | None = None
+    recurse: bool = False  # Argo CD ``directory.recurse`` for the child path
+
+
+Sources: TypeAlias = Mapping[tuple[str, str], Obj]  # (namespace, name) -> source object
+
+_SHA = re.compile(r"(?:^|@|:)([0-9a-f]{40})$")
+
+
+def commit_of(revision: str | None) -> str | None:
+    """The commit sha in a revision as the reconcilers write it: ``<sha>`` (Argo CD),
+    ``main@sha1:<sha>`` or ``sha1:<sha>`` (Flux v1); None when there is none."""
+    m = _SHA.search(str(revision or "").strip())
+    return m.group(1) if m else None
 
 
 class Reconciler(Protocol):
@@ -132,6 +156,35 @@ class Reconciler(Protocol):
         """(namespace, name) of the apps drboot creates (``sync_wait.require_all: false``)."""
         ...
 
+    def sources(self) -> AppList | None:
+        """Where the objects live whose status says which commit the apps should be at
+        (Flux: GitRepositories), watched with the apps; None when the app says it itself."""
+        ...
+
+    def synced_revision(self, app: Obj, sources: Sources) -> str | None:
+        """The commit sha the app is synced at, as the reconciler reports it; None when it is
+        not (yet) synced at its source's current revision."""
+        ...
+
+    def target_revision(self, app: Obj, sources: Sources) -> str | None:
+        """The commit the reconciler is bringing the app to (compared at, or fetched), synced
+        or not yet; None when it has not said."""
+        ...
+
+    def declared_apps(self, docs: Iterable[Obj], repo_url: str) -> list[DeclaredApp]:
+        """The apps a render of the config repo declares, with the child path of those that
+        follow ``repo_url`` too (app of apps)."""
+        ...
+
+    def follows_repo(self, app: Obj, repo_url: str) -> bool:
+        """Whether the app is built from the config repo (only those must be at its commit;
+        an app of a Helm repository reports the chart's version)."""
+        ...
+
+    def renders_recursively(self) -> bool:
+        """Whether a directory without a kustomization is read with its subdirectories."""
+        ...
+
 
 def object_ref(obj: Obj) -> str:
     """``Kind namespace/name`` of an object, for messages and outputs."""
@@ -164,10 +217,12 @@ class AppState:
     sync: str  # Synced / OutOfSync / Unknown (Flux: Synced when the last attempt was applied)
     health: str  # Healthy / Progressing / Degraded / Missing / Unknown (Flux: from Ready)
     reason: str = ""
+    held: bool = False  # something beyond sync/health keeps it from counting (reason says what)
+    revision: str = ""  # the commit it is synced at ("" unknown)
 
     @property
     def ready(self) -> bool:
-        return self.sync == "Synced" and self.health == "Healthy"
+        return self.sync == "Synced" and self.health == "Healthy" and not self.held
 
     def line(self) -> str:
         """``guestbook: Progressing: Deployment guestbook: secret "x" not found``."""
@@ -181,6 +236,7 @@ class AppState:
             "health": self.health,
             "ready": self.ready,
             "reason": self.reason,
+            "revision": self.revision,
         }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,10 +24,13 @@ from bootstrap.reconcilers.base import (
     WORKLOAD_KINDS,
     AppList,
     AppState,
+    DeclaredApp,
     KeySecret,
     Obj,
     RepoSource,
+    Sources,
     WorkloadRef,
+    commit_of,
     meta,
     relocate,
 )
@@ -140,23 +144,79 @@ def _ready(obj: Obj) -> Obj | None:
     return None
 
 
+_DEPENDENCY = re.compile(r"dependency '([^']+)'")
+
+
 def app_state(ks: Obj) -> AppState:
     """A Kustomization is Synced when its last attempted revision is applied and Healthy
-    when Ready=True for the current generation; the reason is Ready's reason and message."""
+    when Ready=True for the current generation; the reason is Ready's reason and message
+    (``DependencyNotReady`` reads "waiting for <dependency>"). A suspended one is held: Flux
+    will not reconcile it until it is resumed."""
     m = meta(ks)
     st = ks.get("status") or {}
     name, ns = str(m.get("name")), str(m.get("namespace") or "")
     ready = _ready(ks)
     current = int(st.get("observedGeneration") or -1) >= int(m.get("generation") or 0)
     applied = st.get("lastAppliedRevision")
+    revision = commit_of(str(applied or "")) or ""
     sync = "Synced" if applied and applied == st.get("lastAttemptedRevision") else "OutOfSync"
+    if (ks.get("spec") or {}).get("suspend"):
+        return AppState(name, ns, sync, "Unknown", "suspended (spec.suspend: true): "
+                        "flux will not reconcile it", True, revision)  # fmt: skip
     if ready is None or not current:
         return AppState(name, ns, "Unknown", "Unknown", "not reconciled yet")
     if ready.get("status") == "True":
-        return AppState(name, ns, "Synced", "Healthy")
+        return AppState(name, ns, "Synced", "Healthy", revision=revision)
     health = "Degraded" if ready.get("status") == "False" else "Progressing"
-    reason = f"{ready.get('reason') or 'NotReady'}: {ready.get('message') or ''}".rstrip(": ")
-    return AppState(name, ns, sync, health, reason)
+    message = str(ready.get("message") or "")
+    if ready.get("reason") == "DependencyNotReady":
+        deps = _DEPENDENCY.findall(message) or [
+            f"{d.get('namespace') or ns}/{d.get('name')}"
+            for d in (ks.get("spec") or {}).get("dependsOn") or []
+        ]
+        reason = "waiting for " + (", ".join(deps) or "a dependency")
+        return AppState(name, ns, sync, "Progressing", reason, revision=revision)
+    reason = f"{ready.get('reason') or 'NotReady'}: {message}".rstrip(": ")
+    return AppState(name, ns, sync, health, reason, revision=revision)
+
+
+def source_of(ks: Obj) -> tuple[str, str]:
+    """(namespace, name) of a Kustomization's GitRepository."""
+    ref = (ks.get("spec") or {}).get("sourceRef") or {}
+    return str(ref.get("namespace") or meta(ks).get("namespace") or ""), str(ref.get("name"))
+
+
+def synced_revision(ks: Obj, sources: Sources) -> str | None:
+    """The commit of ``lastAppliedRevision`` when it is the source's current artifact
+    revision and the current generation was observed; else None."""
+    m, st = meta(ks), ks.get("status") or {}
+    if int(st.get("observedGeneration") or -1) != int(m.get("generation") or 0):
+        return None
+    applied = str(st.get("lastAppliedRevision") or "")
+    src = sources.get(source_of(ks))
+    artifact = str((((src or {}).get("status") or {}).get("artifact") or {}).get("revision") or "")
+    if not applied or applied != artifact:
+        return None
+    return commit_of(applied)
+
+
+def declared_apps(docs: Iterable[Obj], namespace: str) -> list[DeclaredApp]:
+    """The Kustomizations in a render; those built from the root GitRepository (the repo
+    drboot points Flux at) carry their path."""
+    out: list[DeclaredApp] = []
+    for d in docs:
+        if d.get("kind") != APP_KIND or not str(d.get("apiVersion", "")).startswith(
+            "kustomize.toolkit.fluxcd.io/"
+        ):
+            continue
+        m = meta(d)
+        ns = str(m.get("namespace") or namespace)
+        ref = (d.get("spec") or {}).get("sourceRef") or {}
+        same = ref.get("kind") == "GitRepository" and (
+            str(ref.get("namespace") or ns), ref.get("name")) == (namespace, ROOT)  # fmt: skip
+        path = str((d.get("spec") or {}).get("path") or "./")
+        out.append(DeclaredApp(ns, str(m.get("name")), path if same else None, True))
+    return out
 
 
 def inventory_workloads(ks: Obj) -> list[WorkloadRef]:
@@ -241,3 +301,25 @@ class Flux:
 
     def root_apps(self) -> frozenset[tuple[str, str]]:
         return frozenset({(self.namespace, ROOT)})
+
+    def sources(self) -> AppList:
+        return AppList(SOURCE_API, "GitRepository", None)
+
+    def synced_revision(self, app: Obj, sources: Sources) -> str | None:
+        return synced_revision(app, sources)
+
+    def target_revision(self, app: Obj, sources: Sources) -> str | None:
+        """The GitRepository's ``status.artifact.revision``: what the Kustomization applies next."""
+        src = sources.get(source_of(app)) or {}
+        return commit_of(
+            str(((src.get("status") or {}).get("artifact") or {}).get("revision") or "")
+        )
+
+    def declared_apps(self, docs: Iterable[Obj], repo_url: str) -> list[DeclaredApp]:
+        return declared_apps(docs, self.namespace)
+
+    def follows_repo(self, app: Obj, repo_url: str) -> bool:
+        return source_of(app) == (self.namespace, ROOT)
+
+    def renders_recursively(self) -> bool:
+        return True  # kustomize-controller generates a kustomization of every file below

@@ -52,6 +52,14 @@ def render(report: dict[str, Any]) -> str:
             f"| {s['id']} | {s['status']} | {s['attempts']} | {_secs(s['seconds'])} | "
             f"{_cell(summary)[:200]} |"
         )
+    conv = report.get("converged")
+    if conv and conv.get("commit"):
+        state = "verified" if conv.get("verified") else "NOT verified"
+        lines += ["", f"Converged to commit `{conv['commit'][:12]}` ({state}: every SealedSecret "
+                  "opens with the escrowed keys)." if conv.get("verified") else
+                  f"Converged to commit `{conv['commit'][:12]}` ({state})."]  # fmt: skip
+        if conv.get("strays"):
+            lines.append("Apps not declared in Git (strays): " + ", ".join(conv["strays"]))
     if report["apps"]:
         lines += ["", "## Applications", "", "| app | sync | health |", "|---|---|---|"]
         for name, a in sorted(report["apps"].items()):

@@ -109,6 +109,20 @@ def rto(run: RunRow, steps: Sequence[StepRow], objective: float) -> dict[str, An
     }
 
 
+def converged(synced: AppsSynced | None) -> dict[str, Any] | None:
+    """Which commit of the config repo the cluster converged to, and whether drboot verified
+    it (every SealedSecret opens with the escrowed keys); the apps Git declared, the strays."""
+    if synced is None:
+        return None
+    return {
+        "commit": synced.commit,
+        "verified": synced.commit_verified,
+        "verified_commits": list(synced.verified_commits),
+        "expected_apps": len(synced.expected),
+        "strays": list(synced.strays),
+    }
+
+
 def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> list[str]:
     """Warnings from step outputs (``warning``/``warnings``), failing disk verdicts, foreign
     sealing keys, steps that needed retries, and audited operator decisions."""
@@ -219,6 +233,7 @@ def build(
         "apps": apps,
         "hosts": host_fitness(steps),
         "repo_location": repo_location(steps),
+        "converged": converged(synced),
         "warnings": warnings(steps, events),
         "decisions": decisions(events),
         "lab_standins": list(ctx.standins),

@@ -2,9 +2,16 @@
 
 Each step observes first: the pinned reconciler already installed, the repository Secret and
 root object already as wanted, are reported as no change. The deploy key is never rotated: a
-repository Secret holding another key is refused, not overwritten. The wait lists every app
-(an Argo CD Application, a Flux Kustomization) once per poll interval (one API call), and
-only when something is not ready looks at the unready workloads' Pods to say why.
+repository Secret holding another key is refused, not overwritten.
+
+The wait decides whether drboot says "restored", so it means: every app the config repo
+declares at the commit preflight verified (rendered, app of apps followed: ``appset``), each
+Synced+Healthy *at that commit* (or at a newer one the branch moved on to, once the escrow
+check passes there), in the reconciler's real states (errors, operations in flight, suspended,
+manual sync), for ``stable_for`` in a row. The apps are watched, not polled (``appwatch``: one
+list + watch per kind); only when something is not ready, and at most every
+``DIAGNOSE_EVERY`` seconds, are the unready workloads' Pods asked why. ``drboot wait`` runs the
+same wait (``wait_cluster``) on a cluster that is already up.
 
 The steps never ask which reconciler the site names: what differs between Argo CD and Flux is
 behind ``bootstrap.reconcilers.base.Reconciler``, found by ``reconciler_for``. Secret values
@@ -13,16 +20,27 @@ come from ``bootstrap.secretrefs``; every wait runs in ``bootstrap.steps.polling
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from bootstrap import secretrefs
 from bootstrap.engine.context import StepContext
 from bootstrap.engine.step import RetryPolicy
-from bootstrap.errors import EscrowError, PermanentError, TransientError, WaitTimeout
+from bootstrap.errors import (
+    BootstrapError,
+    ConfigError,
+    EscrowError,
+    PermanentError,
+    TransientError,
+    WaitTimeout,
+)
 from bootstrap.kubeapi import KubeAPI
 from bootstrap.outputs import (
     AppRecord,
     AppsSynced,
+    EscrowChecked,
     ReconcilerInstalled,
     RepoPointed,
     RepoPointer,
@@ -33,6 +51,7 @@ from bootstrap.reconcilers.base import (
     KeySecret,
     Obj,
     Reconciler,
+    RepoSource,
     Tally,
     first_pod_problem,
     install_drift,
@@ -44,14 +63,17 @@ from bootstrap.reconcilers.base import (
     tally,
     workload_problem,
 )
-from bootstrap.settings import Repo
+from bootstrap.settings import Repo, Site
 from bootstrap.steps import common
-from bootstrap.steps.polling import Judgement, Look, wait_until
+from bootstrap.steps.appset import Expected, expected_apps
+from bootstrap.steps.appwatch import Informer
+from bootstrap.steps.polling import Judgement, Look, Progress, wait_until
 from bootstrap.steps.registry import step
 
 WORKLOAD_WAIT = 600.0
 WORKLOAD_POLL = 1.0
 DIAGNOSE_EVERY = 10.0  # seconds between looks at the Pods of unready apps
+FIRST_LIST_WAIT = 10.0  # seconds the first look waits for the watch's first list
 
 
 def _reconciler(ctx: StepContext) -> Reconciler:
@@ -211,11 +233,26 @@ def _apply_root(ctx: StepContext, kube: KubeAPI, rec: Reconciler, wanted: Obj) -
         kube.apply(wanted)
 
 
+def _pinned(ctx: StepContext, source: RepoSource) -> RepoSource:
+    """With ``repo.pin: commit`` the reconciler follows the commit preflight verified, not
+    the branch (a frozen restore: nothing pushed later is applied)."""
+    if ctx.site.repo.pin != "commit":
+        return source
+    checked = ctx.read_optional(EscrowChecked)
+    if checked is None or checked.repo is None or not checked.repo.commit:
+        raise ConfigError(
+            "repo.pin: commit needs the commit preflight verified, and none was recorded",
+            hint="enable sealed_secrets.verify_in_preflight (or set repo.revision to a commit "
+            "sha), then start a new run",
+        )
+    return replace(source, revision=checked.repo.commit)
+
+
 @step("point-at-repo", after=["install-reconciler"], timeout=600)
 def point_at_repo(ctx: StepContext) -> None:
     """Give the reconciler the deploy key and the root object(s) that follow the repo."""
     rec = _reconciler(ctx)
-    source = rec.source(ctx.site.repo)
+    source = _pinned(ctx, rec.source(ctx.site.repo))
     kube = common.kube(ctx)
     key = _deploy_key(ctx)
     known = _known_hosts(ctx)
@@ -248,46 +285,185 @@ def _diagnose(kube: KubeAPI, rec: Reconciler, app: Obj, state: AppState) -> AppS
         selector = selector_string(w)
         pods = kube.list("v1", "Pod", ns, label_selector=selector) if selector else []
         detail = first_pod_problem(pods) or problem
-        return AppState(
-            state.name, state.namespace, state.sync, state.health, f"{kind} {name}: {detail}"
-        )
+        return replace(state, reason=f"{kind} {name}: {detail}")
     return state
 
 
 @dataclass
-class _AppWatch:
-    """One look at every app per poll: list them (one API call), judge each, and every
-    ``DIAGNOSE_EVERY`` seconds (and on the final look) ask the unready ones' Pods why."""
+class Commits:
+    """Which commits of the config repo the wait accepts: the one preflight verified, and any
+    the branch moved on to once ``verify`` (an escrow check at that commit) passed. ``None``
+    as ``verified`` means no commit was verified (preflight's check disabled): any revision
+    counts, and the output says the result is unverified. ``expect(commit)`` gives the apps
+    Git declares at a commit (None: not known)."""
+
+    verified: list[str] | None
+    verify: Callable[[str], None] | None = None
+    expect: Callable[[str], Expected | None] | None = None
+    refused: dict[str, BootstrapError] = field(default_factory=dict)
+    expected: Expected | None = None
+
+    def accepts(self, commit: str) -> bool:
+        """Whether apps at ``commit`` count; verifies a new commit first (raising the refusal)."""
+        if self.verified is None or commit in self.verified:
+            return True
+        if commit in self.refused:
+            raise self.refused[commit]
+        if self.verify is None:
+            return False
+        try:
+            self.verify(commit)
+        except BootstrapError as e:
+            err = PermanentError(
+                f"the branch moved on to {commit[:12]}, which drboot cannot verify: {e.message}",
+                target=e.target, hint=e.hint or "fix the repo, then resume",
+            )  # fmt: skip
+            self.refused[commit] = err
+            raise err from None
+        self.verified.append(commit)
+        self.adopt(commit)
+        return True
+
+    def adopt(self, commit: str) -> None:
+        """Wait for the apps Git declares at ``commit`` from now on."""
+        if self.expect is not None:
+            self.expected = self.expect(commit) or self.expected
+
+
+@dataclass
+class AppWait:
+    """The wait for every app: the apps (and for Flux their GitRepositories) kept current by a
+    watch, each look judging every app against the accepted commits and the apps Git
+    declares. Every ``DIAGNOSE_EVERY`` seconds (and on the final look) the unready ones'
+    Pods are asked why."""
 
     kube: KubeAPI
     rec: Reconciler
+    repo_url: str
+    commits: Commits
     require_all: bool
     ignore: tuple[str, ...]
+    wall: Callable[[], float] = time.time
+    changed: threading.Event = field(default_factory=threading.Event)
+    informers: list[Informer] = field(default_factory=list)
     last_diagnosis: float = float("-inf")
     reasons: dict[str, str] = field(default_factory=dict)
+    ready_since: dict[tuple[str, str], float] = field(default_factory=dict)
+    strays: list[str] = field(default_factory=list)
+    in_repo: set[tuple[str, str]] = field(default_factory=set)  # apps built from the config repo
+    states: dict[tuple[str, str], tuple[str, AppState]] = field(default_factory=dict)
+    dipped: set[tuple[str, str]] = field(default_factory=set)  # not ready since the last look
+
+    def start(self) -> AppWait:
+        wheres = [self.rec.apps()] + [w for w in [self.rec.sources()] if w is not None]
+        self.informers = [
+            Informer(self.kube, w.api, w.kind, w.namespace, self.changed,
+                     on_event=self._seen if i == 0 else None).start()
+            for i, w in enumerate(wheres)
+        ]  # fmt: skip
+        return self
+
+    def _seen(self, kind: str, app: Obj) -> None:
+        """(In the watch thread.) Note an app that was not ready at any moment, even if it is
+        ready again by the next look: a flap inside the stable window restarts the window."""
+        if kind == "DELETED" or not self.rec.app_state(app).ready:
+            self.dipped.add((str(app["metadata"].get("namespace") or ""), app["metadata"]["name"]))
+
+    def stop(self) -> None:
+        for i in self.informers:
+            i.stop()
+
+    @property
+    def requests(self) -> int:
+        return sum(i.requests for i in self.informers)
+
+    def sleep(self, seconds: float) -> None:
+        if self.changed.wait(seconds):
+            self.changed.clear()
 
     def __call__(self, look: Look) -> Tally:
-        where = self.rec.apps()
-        apps: list[Obj] = self.kube.list(where.api, where.kind, where.namespace)
-        by_name = {(a["metadata"].get("namespace", ""), a["metadata"]["name"]): a for a in apps}
-        current = tally(self._scope([self.rec.app_state(a) for a in apps]), self.ignore)
+        for i in self.informers:
+            if i.error is not None:
+                raise i.error
+            if i.failure is not None:
+                raise i.failure
+            # the first look waits (briefly) for the first list rather than call it an outage
+            if not i.synced.wait(0 if i.transient else FIRST_LIST_WAIT):
+                raise TransientError(i.transient or f"listing {i.kind} objects")
+        apps = self.informers[0].snapshot()
+        sources = self.informers[1].snapshot() if len(self.informers) > 1 else {}
+        dipped, self.dipped = self.dipped, set()
+        states = self._scope([self._judge(a, sources) for a in apps.values()], set(apps))
+        states = [
+            replace(s, held=True, reason="was not ready a moment ago (flapped)")
+            if s.ready and (s.namespace, s.name) in dipped else s
+            for s in states
+        ]  # fmt: skip
+        current = tally(states, self.ignore)
+        now = self.wall()
+        for s in current.ready:
+            self.ready_since.setdefault((s.namespace, s.name), now)
+        for s in current.waiting:
+            self.ready_since.pop((s.namespace, s.name), None)
         if current.waiting and (look.now - self.last_diagnosis >= DIAGNOSE_EVERY or look.final):
             self.last_diagnosis = look.now
             self.reasons = {}
             for s in current.waiting:
+                app = apps.get((s.namespace, s.name))
+                if app is None or s.held:
+                    continue
                 try:
-                    better = _diagnose(self.kube, self.rec, by_name[(s.namespace, s.name)], s)
+                    self.reasons[s.name] = _diagnose(self.kube, self.rec, app, s).reason
                 except TransientError:
                     continue
-                self.reasons[s.name] = better.reason
         return _with_reasons(current, self.reasons)
 
-    def _scope(self, states: list[AppState]) -> list[AppState]:
-        """With ``require_all: false`` only drboot's root object(s) count."""
-        if self.require_all:
-            return states
+    def _judge(self, app: Obj, sources: dict[tuple[str, str], Obj]) -> AppState:
+        key = (str(app["metadata"].get("namespace") or ""), str(app["metadata"]["name"]))
+        version = str(app["metadata"].get("resourceVersion") or "")
+        cached = self.states.get(key)
+        if cached is not None and version and cached[0] == version:
+            s = cached[1]  # unchanged since the last look: judged already
+        else:
+            s = self.rec.app_state(app)
+            self.states[key] = (version, s)
+        if not self.rec.follows_repo(app, self.repo_url):
+            return s
+        self.in_repo.add((s.namespace, s.name))
+        target = self.rec.target_revision(app, sources)
+        if target is not None:
+            self.commits.accepts(target)  # a commit the branch moved on to: verified at once
+        if not s.ready:
+            return s
+        rev = self.rec.synced_revision(app, sources)
+        if rev is None:
+            return replace(s, held=True, reason="synced, but not at its source's current "
+                           "revision yet")  # fmt: skip
+        if not self.commits.accepts(rev):
+            want = ", ".join(c[:12] for c in self.commits.verified or [])
+            return replace(s, held=True, revision=rev,
+                           reason=f"synced at {rev[:12]}, not at the verified {want}")  # fmt: skip
+        return replace(s, revision=rev)
+
+    def _scope(self, states: list[AppState], present: set[tuple[str, str]]) -> list[AppState]:
+        """With ``require_all: false`` only drboot's root object(s) count; otherwise every
+        app, and every app Git declares that does not exist yet (named as such)."""
         roots = self.rec.root_apps()
-        return [s for s in states if (s.namespace, s.name) in roots]
+        if not self.require_all:
+            return [s for s in states if (s.namespace, s.name) in roots]
+        exp = self.commits.expected
+        if exp is None:
+            return states
+        self.strays = sorted(f"{ns}/{n}" for ns, n in present - exp.apps - roots)
+        missing = [
+            AppState(n, ns, "Unknown", "Missing", _never_created(exp.commit), held=True)
+            for ns, n in sorted(exp.apps - present)
+        ]
+        return states + missing
+
+
+def _never_created(commit: str) -> str:
+    return f"expected from Git at {commit[:12]}, never created"
 
 
 def _judge(t: Tally) -> Judgement:
@@ -298,56 +474,178 @@ def _judge(t: Tally) -> Judgement:
     )
 
 
+@dataclass(frozen=True)
+class WaitSettings:
+    """What one wait needs besides the cluster: the site's ``sync_wait`` and the deadline."""
+
+    timeout: float
+    interval: float
+    stable_for: float
+    require_all: bool
+    ignore: tuple[str, ...]
+
+
+def wait_for_apps(
+    kube: KubeAPI, rec: Reconciler, repo_url: str, commits: Commits, ws: WaitSettings, *,
+    progress: Progress, give_up: Callable[[Tally | None, float], WaitTimeout],
+) -> AppsSynced:  # fmt: skip
+    """Wait until every app is Synced+Healthy at an accepted commit, for ``stable_for``
+    seconds in a row; the record the step journals and ``drboot wait`` prints."""
+    watch = AppWait(kube, rec, repo_url, commits, ws.require_all, ws.ignore).start()
+    try:
+        waited = wait_until(
+            watch, _judge, give_up=give_up, timeout=ws.timeout, interval=ws.interval,
+            stable_for=ws.stable_for, progress=progress, sleep=watch.sleep,
+        )  # fmt: skip
+    finally:
+        watch.stop()
+    current = waited.last
+    revs = sorted({s.revision for s in current.ready
+                   if s.revision and (s.namespace, s.name) in watch.in_repo})  # fmt: skip
+    exp = commits.expected
+    since = watch.ready_since
+    return AppsSynced(
+        apps={
+            s.name: AppRecord(**s.to_dict(), ready_since=since.get((s.namespace, s.name)))
+            for s in current.ready
+        },
+        ignored=list(current.ignored),
+        seconds=round(waited.seconds, 3),
+        ready_at=waited.ready_at,
+        stable_for=ws.stable_for,
+        commit=revs[-1] if len(revs) == 1 else ",".join(revs),
+        commit_verified=commits.verified is not None and all(r in commits.verified for r in revs),
+        verified_commits=list(commits.verified or []),
+        expected=sorted(f"{ns}/{n}" for ns, n in exp.apps) if exp else [],
+        strays=watch.strays,
+        requests=watch.requests,
+    )
+
+
+def _commits(ctx: StepContext, rec: Reconciler) -> Commits:
+    """The commit preflight verified (none if its check was disabled), how to verify one the
+    branch moves on to, and how to read the apps Git declares at a commit."""
+    checked = ctx.read_optional(EscrowChecked)
+    if checked is None or checked.repo is None or not checked.repo.commit:
+        return Commits(None)
+    site = ctx.site
+    source = rec.source(site.repo)
+
+    def verify(commit: str) -> None:
+        from bootstrap.escrow.service import check_repo
+
+        ctx.progress(f"the branch moved on to {commit[:12]}: verifying it (escrow check)",
+                     target=site.repo.url)  # fmt: skip
+        check_repo(site, common.kit(ctx), revision=commit)
+        ctx.audit("verified a newer commit", target=site.repo.url, commit=commit)
+
+    def expect(commit: str) -> Expected | None:
+        return expected_apps(
+            rec, url=site.repo.url, commit=commit, path=source.path,
+            deploy_key=_deploy_key(ctx), known_hosts=_known_hosts(ctx),
+        )  # fmt: skip
+
+    commits = Commits([checked.repo.commit], verify, expect)
+    commits.adopt(checked.repo.commit)
+    return commits
+
+
 @step("wait-synced", after=["point-at-repo"], timeout=7200, retry=RetryPolicy.none())
 def wait_synced(ctx: StepContext) -> None:
-    """Wait until every application is Synced and Healthy; record the RTO."""
+    """Wait until every app Git declares is Synced and Healthy at the verified commit;
+    record the RTO."""
     sw = ctx.site.sync_wait
     if ctx.dry_run:
         ctx.will(f"wait up to {int(sw.timeout.total_seconds())}s for every app Synced+Healthy")
         return
     rec = _reconciler(ctx)
     stable = sw.stable_for.total_seconds()
-    watch = _AppWatch(common.kube(ctx), rec, sw.require_all, tuple(sw.ignore_apps))
+    commits = _commits(ctx, rec)
+    ws = WaitSettings(
+        timeout=min(sw.timeout.total_seconds(), max(1.0, ctx.remaining() - 5)),
+        interval=sw.poll_interval.total_seconds(), stable_for=stable,
+        require_all=sw.require_all, ignore=tuple(sw.ignore_apps),
+    )  # fmt: skip
 
     def give_up(last: Tally | None, waited: float) -> WaitTimeout:
         return _timeout(ctx, last or tally([]), waited, rec.namespace)
 
-    waited = wait_until(
-        watch, _judge, give_up=give_up,
-        timeout=min(sw.timeout.total_seconds(), max(1.0, ctx.remaining() - 5)),
-        interval=sw.poll_interval.total_seconds(), stable_for=stable,
-        progress=ctx.progress,
+    synced = wait_for_apps(common.kube(ctx), rec, rec.source(ctx.site.repo).url, commits, ws,
+                           progress=ctx.progress, give_up=give_up)  # fmt: skip
+    ctx.record(synced)
+    at = f" at {synced.commit[:12]} ({'verified' if synced.commit_verified else 'unverified'})"
+    ctx.noop(f"{len(synced.apps)} app(s) Synced+Healthy{at if synced.commit else ''}, stable "
+             f"for {stable:.0f}s (waited {synced.seconds:.0f}s)")  # fmt: skip
+
+
+def wait_cluster(site: Site, kube: KubeAPI, progress: Progress) -> AppsSynced:
+    """``drboot wait``: the same wait for a cluster that is already up. The commit to wait
+    for is verified here as preflight does (the escrow opens, every SealedSecret at the
+    branch head decrypts), unless the site turned that check off."""
+    from bootstrap.escrow.service import check_repo, open_kit
+
+    rec = reconciler_for(site.reconciler)
+    source = rec.source(site.repo)
+    sw = site.sync_wait
+    commits = Commits(None)
+    if site.sealed_secrets.verify_in_preflight:
+        kit = open_kit(site)
+        progress("verifying the config repo (escrow check)", target=site.repo.url)
+        head = check_repo(site, kit).commit
+
+        def verify(commit: str) -> None:
+            progress(f"the branch moved on to {commit[:12]}: verifying it", target=site.repo.url)
+            check_repo(site, kit, revision=commit)
+
+        def expect(commit: str) -> Expected:
+            key = secretrefs.resolve(site.repo.deploy_key, lambda: kit, field="repo.deploy_key")
+            known = secretrefs.resolve(site.repo.known_hosts, lambda: kit,
+                                       field="repo.known_hosts")  # fmt: skip
+            return expected_apps(rec, url=site.repo.url, commit=commit, path=source.path,
+                                 deploy_key=key, known_hosts=known)  # fmt: skip
+
+        commits = Commits([head], verify, expect)
+        commits.adopt(head)
+    ws = WaitSettings(
+        timeout=sw.timeout.total_seconds(), interval=sw.poll_interval.total_seconds(),
+        stable_for=sw.stable_for.total_seconds(), require_all=sw.require_all,
+        ignore=tuple(sw.ignore_apps),
     )  # fmt: skip
-    current, took = waited.last, waited.seconds
-    ctx.record(
-        AppsSynced(
-            apps={s.name: AppRecord(**s.to_dict()) for s in current.ready},
-            ignored=list(current.ignored),
-            seconds=round(took, 3),
-            ready_at=waited.ready_at,
-            stable_for=stable,
+
+    def give_up(last: Tally | None, waited: float) -> WaitTimeout:
+        return WaitTimeout(
+            f"gave up after {waited:.0f}s (sync_wait.timeout): "
+            + timeout_text(last or tally([]), ws.stable_for),
+            target=rec.namespace,
+            hint="fix the apps named, or list them in sync_wait.ignore_apps; then wait again",
         )
-    )
-    ctx.noop(f"{current.total} app(s) Synced+Healthy, stable for {stable:.0f}s "
-             f"(waited {took:.0f}s)")  # fmt: skip
+
+    return wait_for_apps(kube, rec, source.url, commits, ws, progress=progress, give_up=give_up)
 
 
 def _with_reasons(t: Tally, reasons: dict[str, str]) -> Tally:
-    waiting = tuple(
-        AppState(s.name, s.namespace, s.sync, s.health, reasons.get(s.name) or s.reason)
-        for s in t.waiting
-    )
+    waiting = tuple(replace(s, reason=reasons.get(s.name) or s.reason) for s in t.waiting)
     return Tally(t.ready, waiting, t.ignored)
 
 
-def _timeout(ctx: StepContext, t: Tally, took: float, namespace: str) -> WaitTimeout:
-    sw = ctx.site.sync_wait
+def timeout_text(t: Tally, stable_for: float) -> str:
+    """What a wait that gave up says about its last look."""
+    never = [s for s in t.waiting if s.health == "Missing" and s.reason.startswith("expected")]
+    rest = [s for s in t.waiting if s not in never]
+    parts = []
+    if never:
+        parts.append(never[0].reason + ": " + ", ".join(s.name for s in never))
+    if rest:
+        parts.append("not Synced+Healthy: " + "; ".join(s.line() for s in rest))
     if not t.total:
-        what = "no application appeared"
-    elif t.waiting:
-        what = "not Synced+Healthy: " + "; ".join(s.line() for s in t.waiting)
-    else:
-        what = f"apps were ready but not for {sw.stable_for.total_seconds():.0f}s in a row"
+        parts.append("no application appeared")
+    elif not parts:
+        parts.append(f"apps were ready but not for {stable_for:.0f}s in a row")
+    return "; ".join(parts)
+
+
+def _timeout(ctx: StepContext, t: Tally, took: float, namespace: str) -> WaitTimeout:
+    what = timeout_text(t, ctx.site.sync_wait.stable_for.total_seconds())
     return WaitTimeout(
         f"gave up after {took:.0f}s (sync_wait.timeout): {what}",
         target=namespace,

@@ -121,4 +121,7 @@ def wait_until(
             return Waited(latest[0], clock() - started, ready_at)
         if final:
             raise give_up(latest[0] if latest is not None else None, clock() - started)
-        sleep(max(MIN_SLEEP, min(interval, deadline - clock())))
+        pause = min(interval, deadline - clock())
+        if since is not None:  # wake when the stable window would be over, not a poll later
+            pause = min(pause, since + stable_for - clock())
+        sleep(max(MIN_SLEEP, pause))

@@ -171,8 +171,17 @@ def test_drill_waits_for_every_app_reports_rto_and_tears_down(drill_site: LabSit
     gb = kube.get("apps/v1", "Deployment", "guestbook", "guestbook")
     assert gb is not None and gb["status"].get("availableReplicas") == 1
     waited = _outputs(ls, rid, "wait-synced")
-    assert waited["apps"]["root"] == {"namespace": "argocd", "sync": "Synced",
-                                      "health": "Healthy", "ready": True, "reason": ""}  # fmt: skip
+    fixed = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True,
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    root = waited["apps"]["root"]
+    assert root.pop("ready_since") <= waited["ready_at"]
+    assert root == {"namespace": "argocd", "sync": "Synced", "health": "Healthy",
+                    "ready": True, "reason": "", "revision": fixed}  # fmt: skip
+    # The fix was pushed after preflight verified the broken commit: drboot verified the new
+    # commit (every SealedSecret opens) before it counted the app synced at it.
+    verified = _outputs(ls, rid, "preflight-escrow")["repo"]["commit"]
+    assert verified != fixed and waited["verified_commits"] == [verified, fixed]
+    assert waited["commit"] == fixed and waited["commit_verified"] is True
 
     # 3. Resume to the end: teardown destroys the lab (hosts, network, stand-ins).
     r3 = ls.drboot("resume", rid)

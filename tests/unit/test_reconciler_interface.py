@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import queue
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
@@ -16,6 +18,7 @@ from bootstrap.engine.context import StepContext
 from bootstrap.errors import ConfigError, PermanentError, WaitTimeout
 from bootstrap.escrow.kit import RecoveryKit
 from bootstrap.events import Event, EventBus
+from bootstrap.kubeapi import Listed, WatchEvent
 from bootstrap.reconcilers import REGISTRY, ArgoCD, Flux, reconciler_for
 from bootstrap.reconcilers.base import AppList, Reconciler, secret_value
 from bootstrap.settings import ArgocdReconciler, FluxReconciler, Repo
@@ -218,6 +221,7 @@ class FakeKube:
     def __init__(self, *objs: dict[str, Any]) -> None:
         self.objs: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self.calls: list[str] = []
+        self.events: queue.Queue[WatchEvent | None] = queue.Queue()
         for o in objs:
             self._put(o)
 
@@ -246,6 +250,20 @@ class FakeKube:
             if k == kind and (namespace is None or ns == namespace)
             and want.items() <= (o["metadata"].get("labels") or {}).items()
         ]  # fmt: skip
+
+    def list_versioned(self, api: str, kind: str, namespace: str | None = None) -> Listed:
+        self.calls.append(f"list {kind}")
+        return Listed(self.list(api, kind, namespace), "1")
+
+    def watch(
+        self, api: str, kind: str, namespace: str | None = None, *,
+        resource_version: str | None = None, timeout: int = 60, bookmarks: bool = False,
+    ) -> Iterator[WatchEvent]:  # fmt: skip
+        """Events the test puts on ``events`` (one watch per call, ended by None)."""
+        self.calls.append(f"watch {kind}")
+        while (ev := self.events.get(timeout=timeout)) is not None:
+            if ev.object["kind"] == kind:
+                yield ev
 
     def create(self, obj: dict[str, Any]) -> None:
         self.calls.append(f"create {obj['kind']} {obj['metadata']['name']}")
@@ -368,6 +386,7 @@ def test_wait_synced_records_the_apps_when_ready_and_stable(tmp_path: Path) -> N
     kube = FakeKube(_ready(ARGO_APP))
     ctx, seen = step_ctx(tmp_path, kube, "wait-synced", timeout="10s")
     wait_synced(ctx)
+    ready_since = ctx.outputs["apps"]["root"].pop("ready_since")
     assert ctx.outputs["apps"] == {
         "root": {
             "namespace": "argocd",
@@ -375,8 +394,15 @@ def test_wait_synced_records_the_apps_when_ready_and_stable(tmp_path: Path) -> N
             "health": "Healthy",
             "ready": True,
             "reason": "",
+            "revision": "a" * 40,
         }
     }
+    assert ready_since <= ctx.outputs["ready_at"]
+    # no verified commit was recorded (preflight's check is off here): said, not hidden; and
+    # this Application names no source, so no commit of the config repo is claimed either
+    assert ctx.outputs["commit"] == "" and ctx.outputs["commit_verified"] is False
+    # one list and one watch of the Applications, however long the wait
+    assert kube.calls == ["list Application", "watch Application"]
     assert 1.0 <= ctx.outputs["seconds"] < 5 and ctx.outputs["stable_for"] == 1.0
     progress = [e for e in seen if e.kind == "step.progress"]
     assert progress[0].message == "1/1 apps Synced+Healthy (stable for 0/1s)"

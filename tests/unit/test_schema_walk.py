@@ -51,7 +51,7 @@ SOV_REFUSED = (
     f"{SOVEREIGN}test_a_host_or_repo_outside_the_allowed_countries_is_refused_in_preflight"
 )
 CPU_THRESHOLDS = f"{GATES}::test_cpu_gate_thresholds_decide_the_verdict"
-SYNC_TIMING = f"{MORE}::test_sync_wait_polls_and_holds_as_the_site_says"
+SYNC_TIMING = f"{MORE}::test_sync_wait_watches_and_holds_as_the_site_says"
 
 FIELD_EFFECTS: dict[str, str] = {
     "apiVersion": REFUSED,
@@ -130,6 +130,8 @@ FIELD_EFFECTS: dict[str, str] = {
     "repo.known_hosts": f"{MORE}::test_repo_deploy_key_and_known_hosts_reach_the_reconciler",
     "repo.country": SOV_REFUSED,
     "sovereignty.allowed_countries": SOV_REFUSED,
+    "repo.pin": "tests/unit/test_wait_meaning.py::"
+    "test_repo_pin_commit_points_the_reconciler_at_the_verified_commit",
     "sync_wait.timeout": SYNC_SCOPE,
     "sync_wait.poll_interval": SYNC_TIMING,
     "sync_wait.require_all": SYNC_SCOPE,
