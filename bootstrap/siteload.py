@@ -18,12 +18,14 @@ JSON schema); this module keeps the entry points callers use.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from bootstrap.errors import ConfigError
-from bootstrap.fsutil import FileTooLarge, read_bounded, read_error
+from bootstrap.fsutil import read_error
 from bootstrap.settings import Site
 from bootstrap.sitefile import explain, yamlnodes
 from bootstrap.sitefile.problems import Problem, SiteFileError
@@ -34,20 +36,15 @@ __all__ = ["MAX_BYTES", "Problem", "SiteFileError", "load_site", "load_site_text
 MAX_BYTES = 1 << 20
 
 
-def load_site(path: Path) -> Site:
-    """Read, parse and validate the site file at ``path``.
-
-    Relative paths inside it are resolved against the file's directory.
-    """
+def read_site_bytes(path: Path) -> tuple[bytes, bool]:
+    """The bytes of the site file at ``path`` (read once, at most ``MAX_BYTES``: the size is
+    checked while reading, so ``/dev/zero`` ends) and whether it is a regular file (a pipe
+    has no folder for its relative paths). A ``ConfigError`` names what is wrong."""
     source = str(path)
     try:
-        raw = read_bounded(path, MAX_BYTES)  # checked while reading: /dev/zero ends
-    except FileTooLarge:
-        raise ConfigError(
-            f"site file is larger than {MAX_BYTES} bytes",
-            path=source,
-            hint="is this the right file?",
-        ) from None
+        with open(path, "rb") as fh:
+            regular = stat.S_ISREG(os.fstat(fh.fileno()).st_mode)
+            raw = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(
             "site file not found", path=source, hint="check the path, or `drboot init FILE`"
@@ -62,13 +59,33 @@ def load_site(path: Path) -> Site:
             path=source,
             hint="check the path and its permissions",
         ) from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(
+            f"site file is larger than 1 MiB ({MAX_BYTES} bytes)",
+            path=source,
+            hint="is this the right file? a site file is a few KiB",
+        )
+    return raw, regular
+
+
+def site_text(raw: bytes, source: str) -> str:
+    """The site file's bytes as text (a ``ConfigError`` if they are not UTF-8)."""
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"site file is not UTF-8 (byte {exc.start})", path=source, hint="save it as UTF-8"
         ) from None
-    return load_site_text(text, source, base_dir=Path(path).absolute().parent)
+
+
+def load_site(path: Path) -> Site:
+    """Read, parse and validate the site file at ``path``.
+
+    Relative paths inside it are resolved against the file's directory.
+    """
+    raw, _ = read_site_bytes(path)
+    text = site_text(raw, str(path))
+    return load_site_text(text, str(path), base_dir=Path(path).absolute().parent)
 
 
 def load_site_text(text: str, source: str, *, base_dir: Path | None = None) -> Site:

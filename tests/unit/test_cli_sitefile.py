@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bootstrap.cli import Deps, cli
-from bootstrap.cli.sitearg import MAX_SITE_BYTES
+from bootstrap.siteload import MAX_BYTES as MAX_SITE_BYTES
 from tests.conftest import MINIMAL_SITE
 from tests.engine_fixtures import sidefx
 
