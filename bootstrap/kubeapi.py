@@ -9,6 +9,7 @@ other object that does. Objects are plain dicts; errors are drboot's
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
@@ -37,6 +38,33 @@ class WatchEvent:
 
 class Gone(TransientError):
     """410 Gone: the resourceVersion a watch started from is too old; list again."""
+
+
+class WatchCancel:
+    """Ends a watch from another thread. A watch blocks reading its connection until the next
+    event or the server's timeout; ``cancel()`` closes that connection at once (the adapter
+    ``bind``s how), and every watch bound later is closed as soon as it opens. The watch then
+    ends quietly (no error)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._close: Callable[[], None] | None = None
+        self.cancelled = False
+
+    def bind(self, close: Callable[[], None]) -> None:
+        """(In the watching thread.) How to close the connection just opened."""
+        with self._lock:
+            if not self.cancelled:
+                self._close = close
+                return
+        close()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            close, self._close = self._close, None
+        if close is not None:
+            close()
 
 
 class KubeAPI(Protocol):
@@ -75,7 +103,12 @@ class KubeAPI(Protocol):
         resource_version: str | None = None,
         timeout: int = 60,
         bookmarks: bool = False,
+        cancel: WatchCancel | None = None,
     ) -> Iterator[WatchEvent]: ...
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        """Whether the server serves this kind (a CRD's kind only once the CRD is installed)."""
+        ...
 
     def create(self, obj: Obj) -> Obj: ...
 

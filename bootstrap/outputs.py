@@ -187,6 +187,8 @@ class AppsSynced(StepOutput):
     expected: list[str] = field(default_factory=list)  # ns/name of the apps Git declares
     strays: list[str] = field(default_factory=list)  # ns/name of apps not in Git
     requests: int = 0  # list + watch requests on the apps (and their sources)
+    reconnects: int = 0  # watches resumed after the connection failed
+    synced_by_drboot: list[str] = field(default_factory=list)  # ns/name@sha of manual syncs
 
 
 def _listed(value: object) -> object:

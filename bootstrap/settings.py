@@ -554,6 +554,11 @@ class SyncWait(SiteModel):
     stable_for: Duration = Field(
         default=timedelta(seconds=30), description="How long all apps must stay Synced+Healthy."
     )
+    sync_manual_apps: bool = Field(
+        default=False,
+        description="Start one sync (as `argocd app sync` does) of each app without automated "
+        "sync, at the verified commit; otherwise such apps are only named.",
+    )
 
 
 class Sovereignty(SiteModel):

@@ -38,7 +38,7 @@ from typing import Any, TypeAlias
 import yaml
 
 from bootstrap.errors import PermanentError, TransientError, WaitTimeout
-from bootstrap.kubeapi import Gone, Listed, WatchEvent
+from bootstrap.kubeapi import Gone, Listed, WatchCancel, WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -392,19 +392,23 @@ class KubeClient:
         resource_version: str | None = None,
         timeout: int = 60,
         bookmarks: bool = False,
+        cancel: WatchCancel | None = None,
     ) -> Generator[WatchEvent, None, None]:
         """Watch events for ``timeout`` seconds (server-side). Without ``resource_version`` the
         server first sends ADDED for every existing object. An expired resourceVersion (410)
         raises ``Gone``: list again and watch from the list's resourceVersion. ``bookmarks``
-        asks for BOOKMARK events (a newer resourceVersion, no object change)."""
+        asks for BOOKMARK events (a newer resourceVersion, no object change). ``cancel``
+        ends the watch from another thread: its connection is shut down (which wakes the
+        blocked read at once) and the watch returns without an error."""
         from kubernetes import watch as kwatch
 
         res = self._resource(api_version, kind)
         w = kwatch.Watch()  # type: ignore[no-untyped-call]
         what = f"watch {kind}"
+        watched: Any = _Cancellable(res, cancel) if cancel is not None else res
         with self._translate(what):
             stream = self._dyn.watch(  # type: ignore[no-untyped-call]
-                res, namespace=namespace, name=name, label_selector=label_selector,
+                watched, namespace=namespace, name=name, label_selector=label_selector,
                 resource_version=resource_version, timeout=timeout, watcher=w,
                 allow_watch_bookmarks=bookmarks or None,
             )  # fmt: skip
@@ -418,8 +422,23 @@ class KubeClient:
                             raise Gone(msg, target=self.target, hint="list again")
                         raise PermanentError(msg, target=self.target)
                     yield WatchEvent(ev["type"], raw)
+                    if cancel is not None and cancel.cancelled:
+                        return
+            except Exception:
+                if cancel is not None and cancel.cancelled:
+                    return  # the connection we shut down: not an error
+                raise
             finally:
                 w.stop()  # type: ignore[no-untyped-call]
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        """Whether the server serves ``kind`` in ``api_version`` (discovery; a miss refreshes
+        the discovery cache once, so a CRD installed since is seen)."""
+        try:
+            self._resource(api_version, kind)
+        except UnknownKind:
+            return False
+        return True
 
     # -- service proxy --------------------------------------------------------------------------
 
@@ -557,6 +576,31 @@ class KubeClient:
                 retry_after = float(str(headers.get("Retry-After")))
             return TransientError(text, target=self.target, retry_after=retry_after)
         return PermanentError(f"{text} (HTTP {status})", target=self.target)
+
+
+class _Cancellable:
+    """A discovered resource whose ``get`` (the watch request, made inside the kubernetes
+    ``Watch``) binds the open response to a ``WatchCancel``: ``shutdown()`` wakes the read
+    blocked on the socket (closing the response from another thread does not)."""
+
+    def __init__(self, res: Any, cancel: WatchCancel) -> None:
+        self._res = res
+        self._cancel = cancel
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._res, name)
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        resp = self._res.get(*args, **kwargs)
+
+        def shutdown() -> None:
+            # a response already finished (its connection back in the pool, or closed) has
+            # nothing left to wake: urllib3 says so with ValueError/RuntimeError
+            with contextlib.suppress(ValueError, RuntimeError, OSError):
+                resp.shutdown()
+
+        self._cancel.bind(shutdown)
+        return resp
 
 
 def _status_of(e: Any) -> tuple[str, str]:

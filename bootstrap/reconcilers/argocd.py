@@ -198,6 +198,32 @@ def app_state(app: Obj) -> AppState:
     )
 
 
+SYNC_USER = "drboot"  # initiatedBy.username of the syncs drboot starts
+
+
+def sync_request(app: Obj, revision: str) -> Obj | None:
+    """The ``operation`` ``argocd app sync --revision <sha>`` writes (through argocd-server)
+    on an Application without automated sync, or None: automated sync, an operation in
+    flight (``operation`` set, or ``operationState`` Running), or an ``operationState`` for
+    ``revision`` already (the sync ran, succeeded or not: it is not started twice)."""
+    if ((app.get("spec") or {}).get("syncPolicy") or {}).get("automated") is not None:
+        return None
+    if app.get("operation"):
+        return None
+    op = (app.get("status") or {}).get("operationState") or {}
+    if op.get("phase") in ("Running", "Terminating"):
+        return None
+    ran = {
+        ((op.get("syncResult") or {}).get("revision")),
+        (((op.get("operation") or {}).get("sync") or {}).get("revision")),
+    }
+    if revision in ran:
+        return None
+    # argocd-server's Sync handler: Operation{Sync: {Revision}, InitiatedBy: {Username}}
+    # (prune, dry run, strategy and info are omitted when the CLI's flags are not given)
+    return {"operation": {"sync": {"revision": revision}, "initiatedBy": {"username": SYNC_USER}}}
+
+
 def declared_apps(docs: Iterable[Obj], repo_url: str, default_ns: str) -> list[DeclaredApp]:
     """The Applications in a render; those following ``repo_url`` carry their path."""
     out: list[DeclaredApp] = []
@@ -321,3 +347,9 @@ class ArgoCD:
 
     def renders_recursively(self) -> bool:
         return False  # a directory source reads subdirectories only with directory.recurse
+
+    def sync_request(self, app: Obj, revision: str) -> Obj | None:
+        return sync_request(app, revision)
+
+    def more_apps(self) -> list[AppList]:
+        return []  # ApplicationSets generate Applications: those are waited for

@@ -185,6 +185,18 @@ class Reconciler(Protocol):
         """Whether a directory without a kustomization is read with its subdirectories."""
         ...
 
+    def sync_request(self, app: Obj, revision: str) -> Obj | None:
+        """A merge patch of the app that starts one sync at ``revision``, as the reconciler's
+        own CLI starts it (``argocd app sync``), for an app that will not sync by itself;
+        None when there is nothing to start: it syncs by itself, a sync is in flight, or a
+        sync at ``revision`` already ran (whatever its outcome: never twice)."""
+        ...
+
+    def more_apps(self) -> list[AppList]:
+        """Other kinds of app, waited for too when the server serves their kind (Flux:
+        HelmReleases, once the helm-controller's CRD is installed)."""
+        ...
+
 
 def object_ref(obj: Obj) -> str:
     """``Kind namespace/name`` of an object, for messages and outputs."""

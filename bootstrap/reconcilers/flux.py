@@ -42,6 +42,8 @@ MANIFEST = Path(__file__).resolve().parent.parent / "manifests" / "flux" / "inst
 UPSTREAM_NAMESPACE = "flux-system"
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 KS_API = "kustomize.toolkit.fluxcd.io/v1"
+HR_API = "helm.toolkit.fluxcd.io/v2"
+HR_KIND = "HelmRelease"
 APP_KIND = "Kustomization"
 ROOT = "flux-system"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "drboot"}
@@ -180,6 +182,37 @@ def app_state(ks: Obj) -> AppState:
     return AppState(name, ns, sync, health, reason, revision=revision)
 
 
+def helmrelease_state(hr: Obj) -> AppState:
+    """A HelmRelease (helm.toolkit.fluxcd.io/v2) is read by its ``Ready`` condition for the
+    current generation, as a Kustomization is: Synced+Healthy when Ready=True, the reason
+    Ready's reason and message otherwise (``DependencyNotReady`` reads "waiting for
+    <dependency>"), held when suspended. Its revision is a chart version, not a commit.
+    It is named ``HelmRelease/<name>`` so it never collides with a Kustomization."""
+    m = meta(hr)
+    st = hr.get("status") or {}
+    name, ns = f"{HR_KIND}/{m.get('name')}", str(m.get("namespace") or "")
+    ready = _ready(hr)
+    current = int(st.get("observedGeneration") or -1) >= int(m.get("generation") or 0)
+    if (hr.get("spec") or {}).get("suspend"):
+        return AppState(name, ns, "Unknown", "Unknown", "suspended (spec.suspend: true): "
+                        "flux will not reconcile it", True)  # fmt: skip
+    if ready is None or not current:
+        return AppState(name, ns, "Unknown", "Unknown", "not reconciled yet")
+    if ready.get("status") == "True":
+        return AppState(name, ns, "Synced", "Healthy")
+    message = str(ready.get("message") or "")
+    if ready.get("reason") == "DependencyNotReady":
+        deps = _DEPENDENCY.findall(message) or [
+            f"{d.get('namespace') or ns}/{d.get('name')}"
+            for d in (hr.get("spec") or {}).get("dependsOn") or []
+        ]
+        return AppState(name, ns, "OutOfSync", "Progressing",
+                        "waiting for " + (", ".join(deps) or "a dependency"))  # fmt: skip
+    health = "Degraded" if ready.get("status") == "False" else "Progressing"
+    reason = f"{ready.get('reason') or 'NotReady'}: {message}".rstrip(": ")
+    return AppState(name, ns, "OutOfSync", health, reason)
+
+
 def source_of(ks: Obj) -> tuple[str, str]:
     """(namespace, name) of a Kustomization's GitRepository."""
     ref = (ks.get("spec") or {}).get("sourceRef") or {}
@@ -201,13 +234,18 @@ def synced_revision(ks: Obj, sources: Sources) -> str | None:
 
 
 def declared_apps(docs: Iterable[Obj], namespace: str) -> list[DeclaredApp]:
-    """The Kustomizations in a render; those built from the root GitRepository (the repo
-    drboot points Flux at) carry their path."""
+    """The Kustomizations (and HelmReleases) in a render; Kustomizations built from the root
+    GitRepository (the repo drboot points Flux at) carry their path."""
     out: list[DeclaredApp] = []
     for d in docs:
-        if d.get("kind") != APP_KIND or not str(d.get("apiVersion", "")).startswith(
-            "kustomize.toolkit.fluxcd.io/"
-        ):
+        api = str(d.get("apiVersion", ""))
+        if d.get("kind") == HR_KIND and api.startswith("helm.toolkit.fluxcd.io/"):
+            m = meta(d)  # a HelmRelease: waited for under the name its state carries
+            out.append(
+                DeclaredApp(str(m.get("namespace") or namespace), f"{HR_KIND}/{m.get('name')}")
+            )
+            continue
+        if d.get("kind") != APP_KIND or not api.startswith("kustomize.toolkit.fluxcd.io/"):
             continue
         m = meta(d)
         ns = str(m.get("namespace") or namespace)
@@ -294,7 +332,7 @@ class Flux:
         return AppList(KS_API, APP_KIND, None)  # Kustomizations in every namespace
 
     def app_state(self, app: Obj) -> AppState:
-        return app_state(app)
+        return helmrelease_state(app) if app.get("kind") == HR_KIND else app_state(app)
 
     def workload_refs(self, app: Obj) -> list[WorkloadRef]:
         return inventory_workloads(app)
@@ -323,3 +361,9 @@ class Flux:
 
     def renders_recursively(self) -> bool:
         return True  # kustomize-controller generates a kustomization of every file below
+
+    def sync_request(self, app: Obj, revision: str) -> None:
+        return None  # every Kustomization reconciles by itself (unless suspended: reported)
+
+    def more_apps(self) -> list[AppList]:
+        return [AppList(HR_API, HR_KIND, None)]  # HelmReleases in every namespace

@@ -6,12 +6,14 @@ Why it exists: the wait for every app used to list every Application once per po
 a local copy current: ADDED/MODIFIED/DELETED change the copy, BOOKMARK only moves the
 resourceVersion on. The watch ends when the server's timeout passes and is resumed from the
 last resourceVersion seen (no new list); a ``410 Gone`` (the version is too old) lists again;
-an API that does not answer is retried with a capped exponential backoff. Every change sets
-``changed`` so the waiter wakes at once instead of sleeping out a poll interval.
+an API that does not answer (a connection cut) is retried with a capped exponential backoff,
+counted in ``reconnects``. Every change sets ``changed`` so the waiter wakes at once instead
+of sleeping out a poll interval.
 
 Requests are counted (``lists``, ``watches``) for the wait's output and the benchmark. All
-cluster access goes through the ``KubeAPI`` protocol (the kube adapter implements it); the
-thread is a daemon and stops at the next event or server timeout after ``stop()``.
+cluster access goes through the ``KubeAPI`` protocol (the kube adapter implements it).
+``stop()`` shuts the open watch connection down (``WatchCancel``) and joins the thread, so a
+wait that returned leaves no watch behind.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bootstrap.errors import BootstrapError, TransientError
-from bootstrap.kubeapi import Gone, KubeAPI, Obj
+from bootstrap.kubeapi import Gone, KubeAPI, Obj, WatchCancel
 
 WATCH_TIMEOUT = 240  # seconds the server keeps one watch open before it is resumed
 BACKOFF_FIRST = 0.2
 BACKOFF_CAP = 10.0
+STOP_JOIN = 10.0  # seconds stop() waits for the thread (a list in flight ends by its timeout)
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -58,6 +61,7 @@ class Informer:
     _objs: dict[Key, Obj] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _cancel: WatchCancel = field(default_factory=WatchCancel)
     _thread: threading.Thread | None = None
     resource_version: str | None = None
 
@@ -71,7 +75,17 @@ class Informer:
         return self
 
     def stop(self) -> None:
+        """End the thread: close the open watch at once (``join`` waits for the thread)."""
         self._stop.set()
+        self._cancel.cancel()
+
+    def join(self, timeout: float = STOP_JOIN) -> None:
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def snapshot(self) -> dict[Key, Obj]:
         """The objects as last seen (a shallow copy of the map; treat the objects as read-only)."""
@@ -86,6 +100,8 @@ class Informer:
             try:
                 if self.resource_version is None:
                     self._list()
+                if self._stop.is_set():
+                    return
                 self._watch()
                 delay = BACKOFF_FIRST  # a watch that ran its course: resume at once
             except Gone:
@@ -125,7 +141,7 @@ class Informer:
         self.watches += 1
         for ev in self.kube.watch(
             self.api, self.kind, self.namespace, resource_version=self.resource_version,
-            timeout=self.watch_timeout, bookmarks=True,
+            timeout=self.watch_timeout, bookmarks=True, cancel=self._cancel,
         ):  # fmt: skip
             self.transient = ""
             rv = (ev.object.get("metadata") or {}).get("resourceVersion")

@@ -345,44 +345,67 @@ class AppWait:
     ignore: tuple[str, ...]
     wall: Callable[[], float] = time.time
     changed: threading.Event = field(default_factory=threading.Event)
-    informers: list[Informer] = field(default_factory=list)
+    sync_manual: bool = False  # sync_wait.sync_manual_apps: start one sync of manual apps
+    informers: list[Informer] = field(default_factory=list)  # one per kind of app
+    source_informer: Informer | None = None
+    synced_once: list[tuple[str, str, str]] = field(default_factory=list)  # ns, name, revision
     last_diagnosis: float = float("-inf")
     reasons: dict[str, str] = field(default_factory=dict)
     ready_since: dict[tuple[str, str], float] = field(default_factory=dict)
     strays: list[str] = field(default_factory=list)
     in_repo: set[tuple[str, str]] = field(default_factory=set)  # apps built from the config repo
-    states: dict[tuple[str, str], tuple[str, AppState]] = field(default_factory=dict)
+    states: dict[tuple[str, str, str], tuple[str, AppState]] = field(default_factory=dict)
     dipped: set[tuple[str, str]] = field(default_factory=set)  # not ready since the last look
 
     def start(self) -> AppWait:
-        wheres = [self.rec.apps()] + [w for w in [self.rec.sources()] if w is not None]
+        """One informer per kind of app (the other kinds only when the server serves them:
+        a HelmRelease counts once its CRD is installed), then one for the sources."""
+        kinds = [self.rec.apps()] + [
+            w for w in self.rec.more_apps() if self.kube.serves(w.api, w.kind)
+        ]
         self.informers = [
-            Informer(self.kube, w.api, w.kind, w.namespace, self.changed,
-                     on_event=self._seen if i == 0 else None).start()
-            for i, w in enumerate(wheres)
-        ]  # fmt: skip
+            Informer(self.kube, w.api, w.kind, w.namespace, self.changed, on_event=self._seen)
+            for w in kinds
+        ]
+        source = self.rec.sources()
+        if source is not None:
+            self.source_informer = Informer(self.kube, source.api, source.kind,
+                                            source.namespace, self.changed)  # fmt: skip
+        for i in self._all():
+            i.start()
         return self
+
+    def _all(self) -> list[Informer]:
+        return self.informers + ([self.source_informer] if self.source_informer else [])
 
     def _seen(self, kind: str, app: Obj) -> None:
         """(In the watch thread.) Note an app that was not ready at any moment, even if it is
         ready again by the next look: a flap inside the stable window restarts the window."""
-        if kind == "DELETED" or not self.rec.app_state(app).ready:
-            self.dipped.add((str(app["metadata"].get("namespace") or ""), app["metadata"]["name"]))
+        s = self.rec.app_state(app)
+        if kind == "DELETED" or not s.ready:
+            self.dipped.add((s.namespace, s.name))
 
     def stop(self) -> None:
-        for i in self.informers:
+        """Close every watch, then wait for the threads: none is left after the wait."""
+        for i in self._all():
             i.stop()
+        for i in self._all():
+            i.join()
 
     @property
     def requests(self) -> int:
-        return sum(i.requests for i in self.informers)
+        return sum(i.requests for i in self._all())
+
+    @property
+    def reconnects(self) -> int:
+        return sum(i.reconnects for i in self._all())
 
     def sleep(self, seconds: float) -> None:
         if self.changed.wait(seconds):
             self.changed.clear()
 
     def __call__(self, look: Look) -> Tally:
-        for i in self.informers:
+        for i in self._all():
             if i.error is not None:
                 raise i.error
             if i.failure is not None:
@@ -390,8 +413,12 @@ class AppWait:
             # the first look waits (briefly) for the first list rather than call it an outage
             if not i.synced.wait(0 if i.transient else FIRST_LIST_WAIT):
                 raise TransientError(i.transient or f"listing {i.kind} objects")
-        apps = self.informers[0].snapshot()
-        sources = self.informers[1].snapshot() if len(self.informers) > 1 else {}
+        apps: dict[tuple[str, str], Obj] = {}
+        for i in self.informers:
+            for o in i.snapshot().values():
+                s = self._state(o)
+                apps[(s.namespace, s.name)] = o
+        sources = self.source_informer.snapshot() if self.source_informer else {}
         dipped, self.dipped = self.dipped, set()
         states = self._scope([self._judge(a, sources) for a in apps.values()], set(apps))
         states = [
@@ -418,21 +445,27 @@ class AppWait:
                     continue
         return _with_reasons(current, self.reasons)
 
-    def _judge(self, app: Obj, sources: dict[tuple[str, str], Obj]) -> AppState:
-        key = (str(app["metadata"].get("namespace") or ""), str(app["metadata"]["name"]))
-        version = str(app["metadata"].get("resourceVersion") or "")
+    def _state(self, app: Obj) -> AppState:
+        m = app["metadata"]
+        key = (str(app.get("kind")), str(m.get("namespace") or ""), str(m["name"]))
+        version = str(m.get("resourceVersion") or "")
         cached = self.states.get(key)
         if cached is not None and version and cached[0] == version:
-            s = cached[1]  # unchanged since the last look: judged already
-        else:
-            s = self.rec.app_state(app)
-            self.states[key] = (version, s)
+            return cached[1]  # unchanged since the last look: judged already
+        s = self.rec.app_state(app)
+        self.states[key] = (version, s)
+        return s
+
+    def _judge(self, app: Obj, sources: dict[tuple[str, str], Obj]) -> AppState:
+        s = self._state(app)
         if not self.rec.follows_repo(app, self.repo_url):
             return s
         self.in_repo.add((s.namespace, s.name))
         target = self.rec.target_revision(app, sources)
         if target is not None:
             self.commits.accepts(target)  # a commit the branch moved on to: verified at once
+            if self.sync_manual and s.sync != "Synced":
+                s = self._sync_once(app, s, target)
         if not s.ready:
             return s
         rev = self.rec.synced_revision(app, sources)
@@ -444,6 +477,21 @@ class AppWait:
             return replace(s, held=True, revision=rev,
                            reason=f"synced at {rev[:12]}, not at the verified {want}")  # fmt: skip
         return replace(s, revision=rev)
+
+    def _sync_once(self, app: Obj, s: AppState, revision: str) -> AppState:
+        """Start one sync of a manual-sync app at the verified ``revision`` (observed first:
+        the reconciler says whether one is needed; never twice for the same revision)."""
+        key = (s.namespace, s.name, revision)
+        started = replace(s, reason=f"manual sync: drboot started a sync at {revision[:12]}")
+        if key in self.synced_once:
+            return started
+        patch = self.rec.sync_request(app, revision)
+        if patch is None:
+            return s
+        m = app["metadata"]
+        self.kube.patch(app["apiVersion"], app["kind"], m["name"], patch, m.get("namespace"))
+        self.synced_once.append(key)
+        return started
 
     def _scope(self, states: list[AppState], present: set[tuple[str, str]]) -> list[AppState]:
         """With ``require_all: false`` only drboot's root object(s) count; otherwise every
@@ -483,6 +531,7 @@ class WaitSettings:
     stable_for: float
     require_all: bool
     ignore: tuple[str, ...]
+    sync_manual: bool = False  # sync_wait.sync_manual_apps
 
 
 def wait_for_apps(
@@ -491,7 +540,8 @@ def wait_for_apps(
 ) -> AppsSynced:  # fmt: skip
     """Wait until every app is Synced+Healthy at an accepted commit, for ``stable_for``
     seconds in a row; the record the step journals and ``drboot wait`` prints."""
-    watch = AppWait(kube, rec, repo_url, commits, ws.require_all, ws.ignore).start()
+    watch = AppWait(kube, rec, repo_url, commits, ws.require_all, ws.ignore,
+                    sync_manual=ws.sync_manual).start()  # fmt: skip
     try:
         waited = wait_until(
             watch, _judge, give_up=give_up, timeout=ws.timeout, interval=ws.interval,
@@ -519,6 +569,8 @@ def wait_for_apps(
         expected=sorted(f"{ns}/{n}" for ns, n in exp.apps) if exp else [],
         strays=watch.strays,
         requests=watch.requests,
+        reconnects=watch.reconnects,
+        synced_by_drboot=[f"{ns}/{n}@{rev}" for ns, n, rev in watch.synced_once],
     )
 
 
@@ -565,6 +617,7 @@ def wait_synced(ctx: StepContext) -> None:
         timeout=min(sw.timeout.total_seconds(), max(1.0, ctx.remaining() - 5)),
         interval=sw.poll_interval.total_seconds(), stable_for=stable,
         require_all=sw.require_all, ignore=tuple(sw.ignore_apps),
+        sync_manual=sw.sync_manual_apps,
     )  # fmt: skip
 
     def give_up(last: Tally | None, waited: float) -> WaitTimeout:
@@ -609,7 +662,7 @@ def wait_cluster(site: Site, kube: KubeAPI, progress: Progress) -> AppsSynced:
     ws = WaitSettings(
         timeout=sw.timeout.total_seconds(), interval=sw.poll_interval.total_seconds(),
         stable_for=sw.stable_for.total_seconds(), require_all=sw.require_all,
-        ignore=tuple(sw.ignore_apps),
+        ignore=tuple(sw.ignore_apps), sync_manual=sw.sync_manual_apps,
     )  # fmt: skip
 
     def give_up(last: Tally | None, waited: float) -> WaitTimeout:

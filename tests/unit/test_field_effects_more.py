@@ -45,7 +45,7 @@ from bootstrap.escrow import TooFewShares, WrongIdentity, age_file, service, sha
 from bootstrap.escrow.backend import AgeFileBackend, ShamirBackend
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
 from bootstrap.hostkeys import HostKeyExpectation, PublicKey, decide
-from bootstrap.kubeapi import Listed, WatchEvent
+from bootstrap.kubeapi import Listed, WatchCancel, WatchEvent
 from bootstrap.providers import provider_for
 from bootstrap.providers.base import HostInfo
 from bootstrap.settings import Site
@@ -184,11 +184,19 @@ class RecordingCluster:
     def watch(
         self, api_version: str, kind: str, namespace: str | None = None, *,
         resource_version: str | None = None, timeout: int = 60, bookmarks: bool = False,
+        cancel: WatchCancel | None = None,
     ) -> Iterator[WatchEvent]:  # fmt: skip
-        """No changes: the watch runs out after ``timeout`` seconds, as the server's would."""
+        """No changes: the watch runs out after ``timeout`` seconds, as the server's would
+        (or when ``cancel`` shuts it down)."""
         self.watches.setdefault(kind, []).append(time.monotonic())
-        threading.Event().wait(timeout)
+        closed = threading.Event()
+        if cancel is not None:
+            cancel.bind(closed.set)
+        closed.wait(timeout)
         yield from ()
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        return True
 
     def create(self, obj: Obj) -> Obj:
         return self._store(obj)

@@ -18,7 +18,7 @@ from bootstrap.engine.context import StepContext
 from bootstrap.errors import ConfigError, PermanentError, WaitTimeout
 from bootstrap.escrow.kit import RecoveryKit
 from bootstrap.events import Event, EventBus
-from bootstrap.kubeapi import Listed, WatchEvent
+from bootstrap.kubeapi import Listed, WatchCancel, WatchEvent
 from bootstrap.reconcilers import REGISTRY, ArgoCD, Flux, reconciler_for
 from bootstrap.reconcilers.base import AppList, Reconciler, secret_value
 from bootstrap.settings import ArgocdReconciler, FluxReconciler, Repo
@@ -222,6 +222,7 @@ class FakeKube:
         self.objs: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self.calls: list[str] = []
         self.events: queue.Queue[WatchEvent | None] = queue.Queue()
+        self.unserved: set[str] = set()  # kinds whose CRD is not installed
         for o in objs:
             self._put(o)
 
@@ -258,12 +259,19 @@ class FakeKube:
     def watch(
         self, api: str, kind: str, namespace: str | None = None, *,
         resource_version: str | None = None, timeout: int = 60, bookmarks: bool = False,
+        cancel: WatchCancel | None = None,
     ) -> Iterator[WatchEvent]:  # fmt: skip
-        """Events the test puts on ``events`` (one watch per call, ended by None)."""
+        """Events the test puts on ``events`` (one watch per call, ended by None, or by
+        ``cancel`` as the adapter's connection shut down ends it)."""
         self.calls.append(f"watch {kind}")
+        if cancel is not None:
+            cancel.bind(lambda: self.events.put(None))
         while (ev := self.events.get(timeout=timeout)) is not None:
             if ev.object["kind"] == kind:
                 yield ev
+
+    def serves(self, api: str, kind: str) -> bool:
+        return kind not in self.unserved
 
     def create(self, obj: dict[str, Any]) -> None:
         self.calls.append(f"create {obj['kind']} {obj['metadata']['name']}")

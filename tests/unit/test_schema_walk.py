@@ -137,6 +137,8 @@ FIELD_EFFECTS: dict[str, str] = {
     "sync_wait.require_all": SYNC_SCOPE,
     "sync_wait.ignore_apps": SYNC_SCOPE,
     "sync_wait.stable_for": SYNC_TIMING,
+    "sync_wait.sync_manual_apps": "tests/unit/test_wait_meaning.py::"
+    "test_sync_manual_apps_syncs_a_manual_app_once_at_the_verified_commit",
     "rto.objective": REPORT,
     "ssh.user": SSH_CLIENT,
     "ssh.private_key_file": SSH_CLIENT,

@@ -26,7 +26,7 @@ from bootstrap.errors import (
     TransientError,
     WaitTimeout,
 )
-from bootstrap.kubeapi import Gone, Listed, WatchEvent
+from bootstrap.kubeapi import Gone, Listed, WatchCancel, WatchEvent
 from bootstrap.outputs import AppsSynced, EscrowChecked, RepoSummary
 from bootstrap.reconcilers import ArgoCD, Flux
 from bootstrap.reconcilers.base import Tally, commit_of
@@ -305,11 +305,15 @@ class Scripted:
 
     def watch(self, api: str, kind: str, namespace: str | None = None, *,
               resource_version: str | None = None, timeout: int = 60,
-              bookmarks: bool = False) -> Iterator[WatchEvent]:  # fmt: skip
+              bookmarks: bool = False,
+              cancel: WatchCancel | None = None) -> Iterator[WatchEvent]:  # fmt: skip
         self.watched_from.append(resource_version)
         if not self.script:
             self.done.set()
-            threading.Event().wait(timeout)
+            closed = threading.Event()
+            if cancel is not None:
+                cancel.bind(closed.set)
+            closed.wait(timeout)
             return
         for item in self.script.pop(0):
             if isinstance(item, Exception):
@@ -458,3 +462,200 @@ def test_resume_after_a_wait_timeout_waits_for_the_same_verified_commit(tmp_path
     out = AppsSynced.from_json(ctx.outputs)
     assert out.commit == sha and out.commit_verified and out.expected == ["argocd/web"]
     assert set(out.apps) == {"root", "web"}
+
+
+# --------------------------------------------------------------------------- after the wait
+
+
+def test_no_watch_thread_is_left_after_the_wait_returns() -> None:
+    """The waiter closes its watches when it returns (the connection shut down, the thread
+    joined), instead of leaving daemon threads until the server's watch timeout."""
+    before = set(threading.enumerate())
+    out = run(FakeKube(app("root")), ARGO, Commits([X]))
+    assert "root" in out.apps
+    left = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert left == []
+
+
+def test_no_watch_thread_is_left_after_the_wait_times_out() -> None:
+    before = set(threading.enumerate())
+    with pytest.raises(WaitTimeout):
+        run(FakeKube(app("root", health="Degraded")), ARGO, Commits([X]))
+    assert [t.name for t in threading.enumerate() if t not in before and t.is_alive()] == []
+
+
+# --------------------------------------------------------------------------- HelmRelease
+
+
+def hr(name: str, *, ready: str = "True", reason: str = "InstallSucceeded", message: str = "",
+       generation: int = 1, observed: int = 1, **spec: Any) -> dict[str, Any]:  # fmt: skip
+    """A HelmRelease as helm-controller v1 (helm.toolkit.fluxcd.io/v2) writes its status."""
+    return {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+        "metadata": {"name": name, "namespace": "flux-system", "generation": generation},
+        "spec": {"interval": "10m", "chart": {"spec": {
+            "chart": name, "version": "6.x",
+            "sourceRef": {"kind": "HelmRepository", "name": "podinfo"}}}, **spec},
+        "status": {"observedGeneration": observed, "lastAttemptedRevision": "6.5.4",
+                   "history": [{"chartVersion": "6.5.4", "status": "deployed"}],
+                   "conditions": [{"type": "Ready", "status": ready, "reason": reason,
+                                   "message": message}]},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("obj", "ready", "reason"),
+    [
+        (hr("podinfo", message="Helm install succeeded"), True, ""),
+        (hr("podinfo", ready="False", reason="InstallFailed",
+            message="Helm install failed: timed out waiting for the condition"), False,
+         "InstallFailed: Helm install failed: timed out waiting for the condition"),
+        (hr("podinfo", ready="Unknown", reason="Progressing", message="Fulfilling prerequisites"),
+         False, "Progressing: Fulfilling prerequisites"),
+        (hr("podinfo", ready="False", reason="DependencyNotReady",
+            message="dependency 'flux-system/redis' is not ready"), False,
+         "waiting for flux-system/redis"),
+        (hr("podinfo", generation=2), False, "not reconciled yet"),
+        (hr("podinfo", suspend=True), False,
+         "suspended (spec.suspend: true): flux will not reconcile it"),
+    ],
+)  # fmt: skip
+def test_helmrelease_real_states(obj: dict[str, Any], ready: bool, reason: str) -> None:
+    s = FLUX.app_state(obj)
+    assert (s.name, s.ready, s.reason) == ("HelmRelease/podinfo", ready, reason)
+
+
+def test_helmreleases_are_waited_for_only_when_their_crd_is_installed() -> None:
+    failing = hr("podinfo", ready="False", reason="InstallFailed", message="Helm install failed")
+    objs = (ks("flux-system", f"main@sha1:{X}"), gitrepo(f"main@sha1:{X}"), failing)
+    kube = FakeKube(*objs)
+    kube.unserved = {"HelmRelease"}  # helm-controller not installed: nothing to wait for
+    out = run(kube, FLUX, Commits([X]))
+    assert set(out.apps) == {"flux-system"} and "list HelmRelease" not in kube.calls
+    kube = FakeKube(*objs)
+    with pytest.raises(WaitTimeout) as exc:
+        run(kube, FLUX, Commits([X]))
+    want = "HelmRelease/podinfo: OutOfSync/Degraded: InstallFailed: Helm install failed"
+    assert want in exc.value.message
+    healthy = FakeKube(ks("flux-system", f"main@sha1:{X}"), gitrepo(f"main@sha1:{X}"),
+                       hr("podinfo"))  # fmt: skip
+    assert set(run(healthy, FLUX, Commits([X])).apps) == {"flux-system", "HelmRelease/podinfo"}
+
+
+def test_helmreleases_git_declares_are_expected_and_not_strays() -> None:
+    declared = FLUX.declared_apps([hr("podinfo"), ks("infra", X)], URL)
+    assert [(d.namespace, d.name) for d in declared] == [
+        ("flux-system", "HelmRelease/podinfo"), ("flux-system", "infra")]  # fmt: skip
+    kube = FakeKube(ks("flux-system", f"main@sha1:{X}"), gitrepo(f"main@sha1:{X}"),
+                    ks("infra", f"main@sha1:{X}"), hr("podinfo"), hr("adhoc"))  # fmt: skip
+    commits = Commits([X])
+    declared_keys = frozenset({("flux-system", "infra"), ("flux-system", "HelmRelease/podinfo")})
+    commits.expected = Expected(X, declared_keys, ())
+    out = run(kube, FLUX, commits)
+    assert out.strays == ["flux-system/HelmRelease/adhoc"]
+
+
+# --------------------------------------------------------------------------- manual sync
+
+
+def manual(name: str, *, sync: str = "OutOfSync", health: str = "Missing", revision: str = X,
+           repo: str = URL, **status: Any) -> dict[str, Any]:  # fmt: skip
+    """An Application without automated sync (``syncPolicy`` without ``automated``)."""
+    return app(name, sync=sync, health=health, revision=revision, repo=repo, sync_policy={},
+               status=status)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("obj", "wanted"),
+    [
+        (manual("web"), True),
+        (app("web", sync="OutOfSync"), False),  # automated: it syncs by itself
+        (manual("web") | {"operation": {"sync": {"revision": X}}}, False),  # in flight
+        (manual("web", operationState={"phase": "Running",
+                                       "operation": {"sync": {"revision": Y}}}), False),
+        (manual("web", operationState={"phase": "Succeeded", "syncResult": {"revision": X},
+                                       "operation": {"sync": {"revision": X}}}), False),
+        (manual("web", operationState={"phase": "Failed", "message": "one or more objects "
+                                       "failed to apply", "syncResult": {"revision": X},
+                                       "operation": {"sync": {"revision": X}}}), False),
+        (manual("web", operationState={"phase": "Succeeded", "syncResult": {"revision": Y},
+                                       "operation": {"sync": {"revision": Y}}}), True),
+    ],
+)  # fmt: skip
+def test_a_manual_sync_app_gets_one_sync_per_revision(obj: dict[str, Any], wanted: bool) -> None:
+    want = {"operation": {"sync": {"revision": X}, "initiatedBy": {"username": "drboot"}}}
+    assert ARGO.sync_request(obj, X) == (want if wanted else None)
+    assert FLUX.sync_request(ks("web", X), X) is None
+
+
+class ArgoSyncs(FakeKube):
+    """Answers drboot's ``operation`` patch as Argo CD's application controller does: the
+    sync runs at the requested revision, ``status.operationState`` records it, ``operation``
+    is cleared, and the watch sees one MODIFIED event."""
+
+    def __init__(self, *objs: dict[str, Any]) -> None:
+        super().__init__(*objs)
+        self.operations: list[dict[str, Any]] = []
+
+    def patch(self, api: str, kind: str, name: str, patch: dict[str, Any],  # type: ignore[override]
+              namespace: str | None = None) -> None:  # fmt: skip
+        self.calls.append(f"patch {kind} {name}")
+        op = patch["operation"]
+        self.operations.append(op)
+        rev = op["sync"]["revision"]
+        live = self.get(api, kind, name, namespace)
+        repo = live["spec"]["source"]["repoURL"]
+        done = manual(name, sync="Synced", health="Healthy", revision=rev, repo=repo,
+                      operationState={"operation": op, "phase": "Succeeded",
+                                      "message": "successfully synced",
+                                      "syncResult": {"revision": rev}})  # fmt: skip
+        self._put(done)
+        self.events.put(WatchEvent("MODIFIED", done))
+
+
+MANUAL_SITE = """\
+apiVersion: drboot.dev/v1
+kind: Site
+name: manual
+provider: {{type: static, hosts: [{{name: h, address: 127.0.0.1}}]}}
+escrow: {{backend: age, bundle: kit.age, identity_files: [id.txt]}}
+reconciler: {{type: argocd}}
+repo: {{url: "{url}", revision: main, path: apps}}
+sync_wait: {{timeout: 3s, poll_interval: 1s, stable_for: 1s{extra}}}
+"""
+
+
+def test_sync_manual_apps_syncs_a_manual_app_once_at_the_verified_commit(tmp_path: Path) -> None:
+    """``sync_wait.sync_manual_apps``: off, a manual-sync app is named and left alone; on,
+    drboot starts one sync at the verified commit through ``operation`` (as ``argocd app
+    sync`` does), and the record says so."""
+    repo = tmp_path / "config"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    url = str(repo)
+    web = manual("web", repo=url)
+    _write(repo / "apps" / "web.yaml", {k: web[k] for k in ("apiVersion", "kind", "metadata",
+                                                            "spec")})  # fmt: skip
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "web, synced by hand")
+    sha = _git(repo, "rev-parse", "HEAD")
+    checked = EscrowChecked(repo=RepoSummary(url, "main", sha, "apps"))
+
+    def site(extra: str) -> Any:
+        return load_site_text(MANUAL_SITE.format(url=url, extra=extra), "s.yaml",
+                              base_dir=tmp_path)  # fmt: skip
+
+    kube = ArgoSyncs(app("root", revision=sha, repo=url), manual("web", revision=sha, repo=url))
+    ctx = step_context(site(""), tmp_path / "off", "wait-synced", kube=kube,
+                       outputs=[checked])  # type: ignore[arg-type]  # fmt: skip
+    with pytest.raises(WaitTimeout, match=r"web: OutOfSync/Missing: .*; manual sync: it will "
+                       r"not sync by itself"):  # fmt: skip
+        wait_synced(ctx)
+    assert kube.operations == []
+    ctx = step_context(site(", sync_manual_apps: true"), tmp_path / "on", "wait-synced",
+                       kube=kube, outputs=[checked])  # type: ignore[arg-type]  # fmt: skip
+    wait_synced(ctx)
+    out = AppsSynced.from_json(ctx.outputs)
+    assert kube.operations == [{"sync": {"revision": sha}, "initiatedBy": {"username": "drboot"}}]
+    assert out.synced_by_drboot == [f"argocd/web@{sha}"] and set(out.apps) == {"root", "web"}
+    assert out.commit == sha and out.commit_verified

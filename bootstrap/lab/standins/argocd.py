@@ -15,8 +15,10 @@ same status fields as ``argocd-application-controller`` (argoproj/argo-cd
   with sync status Unknown, as in Argo CD;
 * ``spec.syncPolicy.automated`` syncs when OutOfSync (once per revision unless ``selfHeal``;
   ``prune`` deletes tracked objects no longer rendered); an ``operation.sync`` on the object
-  (what ``argocd app sync`` writes) runs a sync too. Sync = server-side apply with field
-  manager ``argocd-controller`` and the tracking label ``app.kubernetes.io/instance=<app>``;
+  (what ``argocd app sync`` writes) runs a sync too, at ``operation.sync.revision`` when it
+  names one; the operation is then cleared and recorded in ``status.operationState``.
+  Sync = server-side apply with field manager ``argocd-controller`` and the tracking label
+  ``app.kubernetes.io/instance=<app>``;
   the result is ``status.operationState`` (phase, message, syncResult) and ``status.history``;
 * app-of-apps works because rendered Applications are applied into the controller's
   namespace and reconciled on the next pass (child Applications carry no health, as in
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import time
 from pathlib import Path
 
@@ -51,6 +54,7 @@ from bootstrap.lab.standins.common import (
 from bootstrap.lab.standins.gitsource import CheckoutCache, ls_remote, normalise_url
 
 APP_API = "argoproj.io/v1alpha1"
+_SHA = re.compile(r"[0-9a-f]{40}")
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 FIELD_MANAGER = "argocd-controller"
 IN_CLUSTER = "https://kubernetes.default.svc"
@@ -168,7 +172,14 @@ class ArgoCDController(Loop):
         elif auto is not None and not synced and self._auto_sync_allowed(old, sha, auto):
             reason = {"automated": True}
         if reason is not None:
-            status["operationState"] = self._sync(app, objs, sha, source, reason, auto or {})
+            op_sync = op.get("sync") or {}
+            wanted = str(op_sync.get("revision") or "")
+            sync_sha, sync_objs = sha, objs
+            if wanted and wanted != sha:  # `argocd app sync --revision`: that commit is applied
+                sync_sha, sync_objs, _ = self._render(source, name, dest.get("namespace"),
+                                                      revision=wanted)  # fmt: skip
+            status["operationState"] = self._sync(app, sync_objs, sync_sha, source, reason,
+                                                  auto or {}, op)  # fmt: skip
             if status["operationState"]["phase"] == "Succeeded":
                 status["history"] = _history(old, sha, source, status["operationState"])
             resources, synced = self._compare(objs)
@@ -204,10 +215,13 @@ class ArgoCDController(Loop):
             return f"Application referencing project {project} which does not exist"
         return None
 
-    def _render(self, source: Obj, app: str, dest_ns: str | None) -> tuple[str, list[Obj], str]:
+    def _render(
+        self, source: Obj, app: str, dest_ns: str | None, *, revision: str | None = None
+    ) -> tuple[str, list[Obj], str]:
         assert self.kube is not None
         url = normalise_url(str(source["repoURL"]), self.repo_root)
-        sha = ls_remote(url, str(source.get("targetRevision") or "HEAD"))
+        sha = revision if revision and _SHA.fullmatch(revision) else ls_remote(
+            url, str(revision or source.get("targetRevision") or "HEAD"))  # fmt: skip
         tree = self.cache.checkout(url, sha)
         recurse = bool((source.get("directory") or {}).get("recurse"))
         path = str(source.get("path") or ".")
@@ -269,8 +283,9 @@ class ArgoCDController(Loop):
         return bool(auto.get("selfHeal"))
 
     def _sync(
-        self, app: Obj, objs: list[Obj], sha: str, source: Obj, initiated: Obj, auto: Obj
-    ) -> Obj:
+        self, app: Obj, objs: list[Obj], sha: str, source: Obj, initiated: Obj, auto: Obj,
+        requested: Obj | None = None,
+    ) -> Obj:  # fmt: skip
         assert self.kube is not None
         started = now()
         name = meta(app)["name"]
@@ -314,8 +329,14 @@ class ArgoCDController(Loop):
             f"Sync operation to {sha} {phase.lower()}: {message}",
             COMPONENT,
         )
+        # operationState.operation: the operation that ran (the one requested, as written by
+        # `argocd app sync`, or the automated one), its revision resolved to the commit
+        operation: Obj = {"retry": {}, **copy.deepcopy(requested or {})}
+        operation["sync"] = {**(operation.get("sync") or {}), "revision": sha}
+        operation["initiatedBy"] = initiated if requested is None else operation.get(
+            "initiatedBy") or initiated  # fmt: skip
         return {
-            "operation": {"sync": {"revision": sha}, "initiatedBy": initiated, "retry": {}},
+            "operation": operation,
             "phase": phase,
             "message": message,
             "startedAt": started,
