@@ -154,9 +154,7 @@ def scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scan]:
 
 def _run_ids(scan: Scan) -> list[str]:
     out = scan.run("status (list)", "-o", "json", "status")
-    doc = json.loads(out)
-    runs = doc["runs"] if isinstance(doc, dict) else doc
-    return [str(r["id"] if "id" in r else r["run_id"]) for r in runs]
+    return [str(r["id"]) for r in json.loads(out)["runs"]]
 
 
 def _kill_sidefx_mid_step(scan: Scan, step: str) -> str:
