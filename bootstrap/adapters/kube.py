@@ -85,6 +85,36 @@ class BadKubeconfig(PermanentError):
     """A kubeconfig that cannot be loaded; the CLI shows it as a usage error (exit 2)."""
 
 
+WATCH_READ_MARGIN = 30.0  # seconds a watch may stay silent past its server-side timeout
+
+
+def bound_requests(rest_client: Any) -> None:
+    """Give every request the library makes on its own a deadline.
+
+    The client sends API discovery, and every call that does not pass ``_request_timeout``,
+    with no timeout at all: with the link to the server cut mid-request, such a read blocks
+    until the kernel gives the connection up (a quarter of an hour), and the step never gets
+    to retry. Found by the reliability suite (a link cut inside restore-sealing-keys). A
+    request without a timeout gets ``DEFAULT_TIMEOUT``; a watch gets its server-side
+    ``timeoutSeconds`` plus a margin as read timeout (a silent watch is not a dead one)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    unbounded = rest_client.request
+
+    def request(method: str, url: str, *args: Any, **kw: Any) -> Any:
+        if kw.get("_request_timeout") is None:
+            query = parse_qs(urlsplit(url).query)
+            if query.get("watch", ["false"])[0].lower() == "true":
+                server = float(query.get("timeoutSeconds", ["0"])[0] or 0)
+                if server > 0:
+                    kw["_request_timeout"] = (DEFAULT_TIMEOUT[0], server + WATCH_READ_MARGIN)
+            else:
+                kw["_request_timeout"] = DEFAULT_TIMEOUT
+        return unbounded(method, url, *args, **kw)
+
+    rest_client.request = request
+
+
 class KubeClient:
     """A typed facade over the kubernetes dynamic client. Build with ``from_kubeconfig``."""
 
@@ -93,6 +123,7 @@ class KubeClient:
 
         self._api = api_client
         self.target = target
+        bound_requests(api_client.rest_client)  # before discovery, the first request
         # The dynamic client insists on a discovery cache file; keep it private to this client
         # (removed by close(), or when the object is collected).
         self._cache_dir = tempfile.TemporaryDirectory(prefix="drboot-discovery-")

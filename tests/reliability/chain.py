@@ -25,8 +25,9 @@ from tests.reliability.results import CaseResult
 
 INSIDE = {"step.started", "step.progress", "step.change", "step.noop", "step.retry"}
 STEPS = [
-    "preflight-references", "preflight-escrow", "provision", "connect", "disk-gate",
-    "prepare-hosts", "install-k3s", "fetch-kubeconfig", "restore-sealing-keys",
+    "preflight-references", "preflight-sovereignty", "preflight-escrow", "provision",
+    "connect", "disk-gate", "cpu-gate", "prepare-hosts", "install-k3s", "fetch-kubeconfig",
+    "restore-sealing-keys",
     "install-sealed-secrets", "verify-sealing-key", "install-reconciler", "point-at-repo",
     "wait-synced", "report",
 ]  # fmt: skip
@@ -48,7 +49,7 @@ def boundaries(last: str = STEPS[-2]) -> list[KillPoint]:
 
 def random_points(rng: random.Random, n: int, last: str = STEPS[-2]) -> list[KillPoint]:
     # The first steps last well under a second: a point there is a boundary in all but name.
-    return [KillPoint(rng.choice(STEPS[2 : STEPS.index(last) + 1]), rng.randint(1, 4))
+    return [KillPoint(rng.choice(STEPS[3 : STEPS.index(last) + 1]), rng.randint(1, 4))
             for _ in range(n)]  # fmt: skip
 
 
@@ -101,8 +102,12 @@ Fault = Callable[[LiveRun, LabSite, CaseResult], None]
 
 
 def drive(ls: LabSite, res: CaseResult, points: list[KillPoint], *, servers: int = 1,
-          faults_in_wait: list[Fault] | None = None) -> None:  # fmt: skip
-    """One restore to its end through ``points`` (and the wait faults); fills ``res``."""
+          faults_in_wait: list[Fault] | None = None,
+          on_failure: Callable[[Any], None] | None = None) -> None:  # fmt: skip
+    """One restore to its end through ``points`` (and the faults after them, each waiting for
+    its own event); fills ``res``. A run that ends non-zero is resumed once when
+    ``on_failure`` is given (called first with the failed process: it records the failure
+    and undoes the fault, as an operator would before ``resume``)."""
     started = time.monotonic()
     res.runs += 1
     run = ls.start("restore", str(ls.site))
@@ -136,6 +141,12 @@ def drive(ls: LabSite, res: CaseResult, points: list[KillPoint], *, servers: int
     last = run.finish(timeout=1800)
     rid = rid or _rid(last)
     invocations.append((set(done_before), events(last)))
+    if last.returncode != 0 and on_failure is not None:
+        on_failure(last)
+        _, rows = journal_state(ls.state, rid)
+        done_before = {s for s, st in rows.items() if st == "done"}
+        last = ls.start("resume", rid).finish(timeout=1800)
+        invocations.append((set(done_before), events(last)))
     for done_at_start, evs in invocations:
         again = {e["step"] for e in evs if e["kind"] == "step.started"} & done_at_start
         res.repeated += len(again)

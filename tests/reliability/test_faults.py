@@ -4,7 +4,8 @@ Run by `.ci/run` (through `make test`) as a sample: one restore killed at two se
 step boundaries and two seeded random points inside steps, with the API server restarted
 and the link cut while it waits for Synced. `DRBOOT_RELIABILITY=all` runs every case:
 a kill at every step boundary, `DRBOOT_RELIABILITY_POINTS` (20) random kills inside steps,
-the wait faults on their own, and the power cut during the k3s install and the link cut
+the wait faults on their own, a link cut inside the escrow restore, the etcd disk throttled
+after the disk gate passed, and the power cut during the k3s install and the link cut
 during Ansible of tests/integration/test_restore_lab.py (reused, not copied).
 `DRBOOT_RELIABILITY_SEED` replays a sample. Each case writes its row of docs/RELIABILITY.md
 and fails when anything was lost.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ import pytest
 from tests.integration import test_restore_lab as restore_lab
 from tests.integration.conftest_lab import _unavailable, lab_missing_reason
 from tests.integration.labrun import LabSite, lab_site_fixture, make_site, teardown
-from tests.reliability import chain, waitfaults
+from tests.reliability import chain, stepfaults, waitfaults
 from tests.reliability.results import CaseResult, mode, record
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
@@ -94,6 +96,59 @@ def test_api_server_restart_and_link_cut_during_wait(site: LabSite) -> None:
                      "systemctl restart k3s, then the cable out until noticed, in wait-synced")
     chain.drive(site, res, [],
                 faults_in_wait=[waitfaults.apiserver_restart, waitfaults.link_cut_in_wait])
+    _done(res)
+
+
+@all_only
+def test_link_cut_during_escrow_restore(site: LabSite) -> None:
+    res = CaseResult(
+        "link cut during escrow restore",
+        "the cable out once restore-sealing-keys has started, until drboot notices (retry or "
+        "failure of that step), then back; resume if it stopped",
+    )
+
+    def failed(proc: object) -> None:
+        assert isinstance(proc, subprocess.CompletedProcess)
+        res.notes.append(f"the run stopped: {stepfaults.failure_note(proc)}; resumed")
+
+    chain.drive(site, res, [], faults_in_wait=[stepfaults.link_cut_in_escrow_restore],
+                on_failure=failed)
+    _done(res)
+
+
+@pytest.fixture
+def slow_site(tmp_path: Path) -> Iterator[LabSite]:
+    """A lab site whose server disk (holding the stand-in's etcd) is a throttleable slow disk,
+    fast enough for the gate until the test throttles it."""
+    for ls in lab_site_fixture(tmp_path, "rel-disk", disk="slow", iops=UNTHROTTLED_IOPS):
+        text = ls.site.read_text()
+        ls.site.write_text(text.replace("disk_gate:\n",
+                                        f"disk_gate:\n  directory: {stepfaults.SERVER_DIR}\n"))
+        yield ls
+
+
+UNTHROTTLED_IOPS = 100_000
+
+
+@all_only
+def test_disk_throttled_after_the_gate_passed(slow_site: LabSite) -> None:
+    res = CaseResult("disk throttled after the gate",
+                     f"after disk-gate's step.done, the etcd disk throttled to "
+                     f"{stepfaults.THROTTLED_IOPS} write IOPS; if the run stops, the throttle is "
+                     "lifted and the run resumed")  # fmt: skip
+
+    def failed(proc: object) -> None:
+        assert isinstance(proc, subprocess.CompletedProcess)
+        note = stepfaults.failure_note(proc)
+        res.notes.append(f"throttled, the run stopped clearly: {note}; throttle lifted, resumed")
+        assert "failed on" in note, note  # a step and its target named, not a traceback
+        stepfaults.lift_throttle(slow_site, UNTHROTTLED_IOPS)
+
+    chain.drive(slow_site, res, [], faults_in_wait=[stepfaults.after_gate_throttle],
+                on_failure=failed)
+    if not any("stopped clearly" in n for n in res.notes):
+        res.notes.append(f"throttled, the restore still completed in one run (no stop, no "
+                         f"resume): {res.seconds:.0f}s in all, throttled from disk-gate on")
     _done(res)
 
 

@@ -7,7 +7,6 @@ journal row, audit record or run-folder file.
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 import subprocess
@@ -20,6 +19,8 @@ from bootstrap import sealing
 from bootstrap.cli import Deps, cli
 from bootstrap.escrow import age_file
 from bootstrap.lab.seed import OVERLAY, Seed, seed, write_repo
+from tests.leaks import assert_no_leak as _assert_no_leak
+from tests.leaks import seed_forms as _secret_forms
 
 SITE = """\
 apiVersion: drboot.dev/v1
@@ -61,32 +62,6 @@ def _site(tmp: Path, s: Seed, *, identity: Path | None = None, repo: Path | None
         )
     )
     return path
-
-
-def _secret_forms(s: Seed) -> list[bytes]:
-    kit = age_file.read_kit(s.bundle, identity_files=[s.identity])
-    forms: list[bytes] = [kit.k3s_token.encode(), s.identity.read_text().strip().encode()]
-    for k in kit.sealing_keys:
-        pem = sealing.private_key_pem(k.private_key())
-        der = k.private_key().private_bytes(
-            sealing.serialization.Encoding.DER,
-            sealing.serialization.PrivateFormat.TraditionalOpenSSL,
-            sealing.serialization.NoEncryption(),
-        )
-        body = b"".join(pem.splitlines()[1:-1])
-        forms += [pem, body[:64], base64.b64encode(pem)[:64], der[40:80]]
-    return forms
-
-
-def _assert_no_leak(forms: list[bytes], *blobs: bytes, state: Path | None = None) -> None:
-    everything = list(blobs)
-    if state is not None:
-        for f in state.rglob("*"):
-            if f.is_file():
-                everything.append(f.read_bytes())
-    for blob in everything:
-        for form in forms:
-            assert form not in blob, "secret material leaked"
 
 
 def _invoke(args: list[str], state: Path) -> tuple[int, str, str]:

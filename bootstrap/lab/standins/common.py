@@ -95,6 +95,9 @@ def parse_duration(text: str | None, default: float) -> float:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
+CRASHLOOP_BACKOFF_MAX = 10.0  # seconds between start-up attempts, at most (the kubelet: 5 min)
+
+
 class Loop:
     """A named poll loop in a daemon thread: ``tick()`` every ``interval`` seconds.
 
@@ -140,12 +143,18 @@ class Loop:
         raise NotImplementedError
 
     def _run(self) -> None:
-        try:
-            self.setup()
-        except Exception as e:  # a controller that cannot start crash-loops; so do we
-            self.say("start-up failed: %s", e, level=logging.ERROR)
-            self._thread = None
-            return
+        # A controller that cannot start crash-loops (restarted with a growing back-off, as
+        # the kubelet does); so do we. Found by the reliability suite: started while the
+        # server's link was cut, a stand-in that gave up at once never ran again.
+        backoff = max(self.interval, 0.1)
+        while not self._stop.is_set():
+            try:
+                self.setup()
+                break
+            except Exception as e:
+                self.say("start-up failed (again in %.0fs): %s", backoff, e, level=logging.ERROR)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, CRASHLOOP_BACKOFF_MAX)
         while not self._stop.is_set():
             try:
                 self.tick()
