@@ -188,6 +188,7 @@ class AppsSynced(StepOutput):
     strays: list[str] = field(default_factory=list)  # ns/name of apps not in Git
     requests: int = 0  # list + watch requests on the apps (and their sources)
     reconnects: int = 0  # watches resumed after the connection failed
+    confirm_reads: int = 0  # fresh lists that confirmed the end of the stable window
     synced_by_drboot: list[str] = field(default_factory=list)  # ns/name@sha of manual syncs
 
 

@@ -54,6 +54,7 @@ class Informer:
     watches: int = 0
     relists: int = 0  # lists after a 410 Gone
     reconnects: int = 0  # watches resumed after an error
+    confirms: int = 0  # fresh lists asked for by the waiter (not the watch's own)
     synced: threading.Event = field(default_factory=threading.Event)  # first list done
     error: BootstrapError | None = None  # a permanent error: the thread stopped
     transient: str = ""  # the last transient error, cleared by the next good answer
@@ -91,6 +92,15 @@ class Informer:
         """The objects as last seen (a shallow copy of the map; treat the objects as read-only)."""
         with self._lock:
             return dict(self._objs)
+
+    def refresh(self) -> None:
+        """A fresh list now, in the caller's thread, replacing the copy the watch keeps (a
+        ``TransientError`` when the API does not answer). The watch goes on as it was."""
+        listed = self.kube.list_versioned(self.api, self.kind, self.namespace)
+        self.confirms += 1
+        with self._lock:
+            self._objs = {key_of(o): o for o in listed.items}
+        self.transient = ""
 
     # -- the thread -----------------------------------------------------------------------
 

@@ -404,6 +404,18 @@ class AppWait:
         if self.changed.wait(seconds):
             self.changed.clear()
 
+    def confirm(self) -> bool:
+        """Before the stable window ends: one fresh list of every kind, judged like any look.
+        A watch over a cut link shows a still picture (nothing tells the reader the stream is
+        dead until a read timeout); "stable" must mean the API still says so."""
+        for i in self._all():
+            i.refresh()
+        return _judge(self(Look(time.monotonic(), False))).done
+
+    @property
+    def confirm_reads(self) -> int:
+        return sum(i.confirms for i in self._all())
+
     def __call__(self, look: Look) -> Tally:
         for i in self._all():
             if i.error is not None:
@@ -545,7 +557,8 @@ def wait_for_apps(
     try:
         waited = wait_until(
             watch, _judge, give_up=give_up, timeout=ws.timeout, interval=ws.interval,
-            stable_for=ws.stable_for, progress=progress, sleep=watch.sleep,
+            stable_for=ws.stable_for, confirm=watch.confirm, progress=progress,
+            sleep=watch.sleep,
         )  # fmt: skip
     finally:
         watch.stop()
@@ -570,6 +583,7 @@ def wait_for_apps(
         strays=watch.strays,
         requests=watch.requests,
         reconnects=watch.reconnects,
+        confirm_reads=watch.confirm_reads,
         synced_by_drboot=[f"{ns}/{n}@{rev}" for ns, n, rev in watch.synced_once],
     )
 

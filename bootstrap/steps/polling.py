@@ -83,13 +83,19 @@ def wait_until(
     progress: Progress,
     give_up: Callable[[T | None, float], WaitTimeout],
     stable_for: float = 0.0,
+    confirm: Callable[[], bool] | None = None,
     heartbeat: float = HEARTBEAT,
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Waited[T]:
     """Poll ``observe`` until ``judge`` says done (for ``stable_for`` seconds in a row), or
-    raise ``give_up(last observation or None, seconds waited)`` once ``timeout`` has passed."""
+    raise ``give_up(last observation or None, seconds waited)`` once ``timeout`` has passed.
+
+    ``confirm``, when given, is asked before a done streak ends the wait: an observer fed by
+    a watch sees a still picture when the link to the API is cut, so the end is confirmed
+    by a fresh read (``False``: not done after all; ``TransientError``: the API does not
+    answer). Either restarts the streak."""
     started = clock()
     deadline = started + timeout
     latest: tuple[T] | None = None  # the last observation (a tuple: T itself may be None)
@@ -118,7 +124,14 @@ def wait_until(
             said, said_at = verdict.text, now
         if since is not None and now - since >= stable_for:
             assert latest is not None  # a streak begins only with an observation
-            return Waited(latest[0], clock() - started, ready_at)
+            try:
+                confirmed = confirm is None or confirm()
+            except TransientError as e:
+                progress(f"API not answering ({e.message}); polling on")
+                confirmed = False
+            if confirmed:
+                return Waited(latest[0], clock() - started, ready_at)
+            since = None
         if final:
             raise give_up(latest[0] if latest is not None else None, clock() - started)
         pause = min(interval, deadline - clock())

@@ -1114,7 +1114,9 @@ def test_sync_wait_watches_and_holds_as_the_site_says(
     started = time.monotonic()
     ctx = _wait(tmp_path, s, cluster)
     took = time.monotonic() - started
-    assert len(cluster.lists["Application"]) == 1 and len(cluster.watches["Application"]) == 1
+    # one list and one watch; one fresh list confirms the end of the stable window
+    assert len(cluster.lists["Application"]) == 2 and len(cluster.watches["Application"]) == 1
+    assert ctx.outputs["confirm_reads"] == 1
     assert stable <= took < stable + 0.5
     assert ctx.outputs["stable_for"] == stable and ctx.outputs["requests"] == 2
 

@@ -127,3 +127,53 @@ def test_never_sleeps_past_the_deadline_and_marks_the_final_look(
     assert isinstance(result, WaitTimeout)
     assert [lk.now for lk in looks] == times
     assert [lk.final for lk in looks] == [False] * (len(times) - 1) + [True]
+
+
+def _confirmed_wait(
+    answers: list[bool | None],
+) -> tuple[Waited[int] | WaitTimeout, list[str], int]:
+    """Always ready by the (watch-fed) look; ``answers`` are what each fresh read says:
+    True still ready, False not ready after all, None the API does not answer."""
+    clock = Clock()
+    said: list[str] = []
+    asked: list[float] = []
+
+    def confirm() -> bool:
+        asked.append(clock.t)
+        answer = answers.pop(0)
+        if answer is None:
+            raise TransientError("timed out reading the Applications")
+        return answer
+
+    try:
+        waited: Waited[int] | WaitTimeout = wait_until(
+            lambda look: 1,
+            lambda n: Judgement(True, "1/1 ready"),
+            timeout=120,
+            interval=5,
+            stable_for=10,
+            confirm=confirm,
+            progress=lambda m, **d: said.append(m),
+            give_up=lambda last, w: WaitTimeout("gave up", target="t"),
+            clock=clock,
+            wall=clock.wall,
+            sleep=clock.sleep,
+        )
+    except WaitTimeout as e:
+        waited = e
+    return waited, said, len(asked)
+
+
+def test_a_stable_window_ends_only_when_a_fresh_read_confirms_it() -> None:
+    """A watch over a cut link shows a still picture: the end of the window is confirmed."""
+    waited, said, asked = _confirmed_wait([None, False, True])
+    assert isinstance(waited, Waited) and asked == 3
+    assert any("API not answering (timed out reading the Applications)" in m for m in said)
+    # three windows of 10 s: cut link, a dip the fresh read saw, then confirmed
+    assert waited.seconds >= 30
+
+
+def test_without_a_confirmation_the_wait_gives_up_at_its_timeout() -> None:
+    waited, said, asked = _confirmed_wait([None] * 100)
+    assert isinstance(waited, WaitTimeout) and asked > 1
+    assert sum("API not answering" in m for m in said) == asked

@@ -268,6 +268,12 @@ class FakeKube:
             cancel.bind(lambda: self.events.put(None))
         while (ev := self.events.get(timeout=timeout)) is not None:
             if ev.object["kind"] == kind:
+                # as on a real server, the change is stored before a watch reports it
+                if ev.type == "DELETED":
+                    m = ev.object["metadata"]
+                    self.objs.pop(self._key(kind, m["name"], m.get("namespace")), None)
+                elif ev.type != "BOOKMARK":
+                    self._put(ev.object)
                 yield ev
 
     def serves(self, api: str, kind: str) -> bool:
@@ -410,7 +416,9 @@ def test_wait_synced_records_the_apps_when_ready_and_stable(tmp_path: Path) -> N
     # this Application names no source, so no commit of the config repo is claimed either
     assert ctx.outputs["commit"] == "" and ctx.outputs["commit_verified"] is False
     # one list and one watch of the Applications, however long the wait
-    assert kube.calls == ["list Application", "watch Application"]
+    # one list and one watch; one fresh list confirms the end of the stable window
+    assert kube.calls == ["list Application", "watch Application", "list Application"]
+    assert ctx.outputs["requests"] == 2 and ctx.outputs["confirm_reads"] == 1
     assert 1.0 <= ctx.outputs["seconds"] < 5 and ctx.outputs["stable_for"] == 1.0
     progress = [e for e in seen if e.kind == "step.progress"]
     assert progress[0].message == "1/1 apps Synced+Healthy (stable for 0/1s)"

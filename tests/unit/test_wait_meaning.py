@@ -168,7 +168,9 @@ def test_flux_counts_when_the_applied_revision_is_the_sources_artifact() -> None
     kube = FakeKube(ks("flux-system", f"main@sha1:{X}"), gitrepo(f"main@sha1:{X}"))
     out = run(kube, FLUX, Commits([X]))
     assert out.commit == X and out.apps["flux-system"].revision == X
-    assert kube.calls.count("list Kustomization") == kube.calls.count("list GitRepository") == 1
+    # one list each for the watch, one more each confirming the end of the stable window
+    assert kube.calls.count("list Kustomization") == kube.calls.count("list GitRepository") == 2
+    assert kube.calls.count("watch Kustomization") == kube.calls.count("watch GitRepository") == 1
 
 
 def test_flux_behind_its_source_is_not_synced_yet() -> None:
