@@ -16,6 +16,7 @@ import click
 
 from bootstrap.cli.app import deps_of, output_option
 from bootstrap.cli.sitearg import read_site, site_argument
+from bootstrap.errors import ConfigError
 
 
 @click.command("wait")
@@ -44,7 +45,12 @@ def wait(ctx: click.Context, site: Path, kubeconfig: Path, output: str | None) -
             target = data.get("target")
             click.echo(f"wait on {target or given.name}: {message}")
 
-    result = wait_apps(given, kubeconfig, progress)
+    from bootstrap.adapters.kube import BadKubeconfig
+
+    try:
+        result = wait_apps(given, kubeconfig, progress)
+    except BadKubeconfig as exc:  # a kubeconfig that cannot be loaded is usage (exit 2)
+        raise ConfigError(exc.message, hint=exc.hint) from None
 
     def lines() -> list[str]:
         at = result.get("commit") or "?"

@@ -61,3 +61,21 @@ def test_wait_that_gives_up_exits_5(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     res = CliRunner().invoke(cli, ["wait", str(SITE), "--kubeconfig", str(kc)])
     assert res.exit_code == 5
     assert "never created: ledger" in res.output
+
+
+def test_a_kubeconfig_that_does_not_load_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real adapter reads the kubeconfig; one it cannot load is exit 2, like escrow status."""
+    from bootstrap.adapters.kube import KubeClient
+
+    def opens(site: Site, kubeconfig: Path, progress: Any) -> dict[str, Any]:
+        KubeClient.from_kubeconfig(kubeconfig)
+        raise AssertionError("a broken kubeconfig must not load")
+
+    monkeypatch.setattr(runs, "wait_apps", opens)
+    kc = tmp_path / "kubeconfig"
+    kc.write_text("clusters: [:\n")
+    res = CliRunner().invoke(cli, ["wait", str(SITE), "--kubeconfig", str(kc)], obj=None)
+    assert res.exit_code == 2, res.output
+    assert "kubeconfig" in res.output
