@@ -213,8 +213,8 @@ def decrypt_bundle(
         if exc.kind == "bad-passphrase":
             raise WrongPassphrase(
                 f"escrow passphrase rejected for {where}",
-                hint="check the passphrase escrow.passphrase names (its environment variable "
-                "or file), then retry",
+                hint="check the passphrase that escrow.passphrase points at (an environment "
+                "variable or a file), then retry",
             ) from None
         if exc.kind == "no-match":
             raise WrongIdentity(

@@ -174,6 +174,9 @@ CASES += [
     Case("escrow verify: git server host key changed", GIT,
          _verify(lambda w: _ssh_git(w, right_host_key=False)), 3,
          "host key is not in known_hosts (or changed)"),
+    Case("restore: git server host key changed", GIT,
+         _restore(lambda w: _ssh_git(w, right_host_key=False)), 3,
+         "host key is not in known_hosts (or changed)", stops_at="preflight-escrow"),
 ]  # fmt: skip
 
 # ------------------------------------------------------------------ the hosts' SSH host keys
