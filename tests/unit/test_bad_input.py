@@ -74,6 +74,23 @@ def test_the_leak_scan_of_the_table_finds_each_secret_it_looks_for(
         assert find_leaks(forms, {what: blob}), f"the scan does not see the {what}"
 
 
+def test_a_commit_the_branch_moved_on_to_that_cannot_be_cloned_stays_a_step_failure(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The site's revision failing to clone is a preflight refusal (exit 3, the rows above);
+    a commit met later, while waiting, is the waiting step's failure (its policy decides)."""
+    from bootstrap.errors import PermanentError, PreflightError
+    from bootstrap.escrow.service import check_repo
+    from bootstrap.siteload import load_site
+
+    site = load_site(Path(World(tmp_path, lab).site(revision="no-such-branch")))
+    with pytest.raises(PreflightError, match="does not exist in the repo"):
+        check_repo(site, lab.kit)
+    with pytest.raises(PermanentError, match="does not exist in the repo") as moved:
+        check_repo(site, lab.kit, revision="0" * 40)
+    assert not isinstance(moved.value, PreflightError)
+
+
 def test_an_existing_world_writable_state_dir_is_refused_and_left_as_it_was(
     tmp_path: Path,
 ) -> None:
