@@ -200,7 +200,7 @@ def test_a_documented_command_line_parses(
         ("drboot -o yaml status", "is not one of"),
         ("drboot schema --format html", "is not one of"),
         ("drboot resume RUN_ID extra", "unexpected extra argument"),
-        ("drboot escrow backup site.yaml", "Missing option"),
+        ("drboot escrow backup site.yaml", "kubeconfig"),
     ],
 )
 def test_a_wrong_command_line_fails_the_check(
