@@ -205,7 +205,7 @@ def hook() -> Iterator[Hook]:
     release = threading.Event()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             state.bodies.append(json.loads(self.rfile.read(length)))
             state.paths.append(self.path)
@@ -251,7 +251,8 @@ def _everything_written(tmp_path: Path) -> str:
 def test_webhook_json_body_of_a_drill(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: Hook
 ) -> None:
-    code, out = _run(tmp_path, monkeypatch, "drill", _hook_site(tmp_path, "json", hook.port), rto=75)
+    site = _hook_site(tmp_path, "json", hook.port)
+    code, out = _run(tmp_path, monkeypatch, "drill", site, rto=75)
     assert code == ExitCode.RTO_MISSED, out
     (body,) = hook.bodies
     assert hook.paths == [f"/hooks/{TOKEN}"]
