@@ -68,6 +68,18 @@ def _self_command() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     return (sys.executable, "-m", "bootstrap.cli"), (("PYTHONPATH", str(package_root)),)
 
 
+def _given(command: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    import shlex
+
+    argv = tuple(shlex.split(command))
+    if not argv or not Path(argv[0]).is_absolute():
+        raise ConfigError(
+            f"--drboot {command!r}: the command must start with an absolute path",
+            hint="systemd runs it without your PATH: give e.g. /usr/local/bin/drboot",
+        )
+    return argv, ()
+
+
 @click.group()
 def schedule() -> None:
     """Scheduled drills: a systemd timer that runs `drboot drill SITE`."""
@@ -82,6 +94,14 @@ def schedule() -> None:
     default=None,
     help="RandomizedDelaySec. [default: a tenth of --every, at most 1h]",
 )
+@click.option(
+    "--drboot",
+    "drboot_command",
+    metavar="COMMAND",
+    default=None,
+    help="The command the unit runs drboot with (absolute; split like a shell). "
+    "[default: this drboot]",
+)
 @unit_dir_option
 @no_systemctl_option
 @output_option
@@ -91,6 +111,7 @@ def schedule_install(
     site: Path,
     every: str,
     randomized_delay: str | None,
+    drboot_command: str | None,
     unit_dir: Path,
     no_systemctl: bool,
     output: str | None,
@@ -111,7 +132,7 @@ def schedule_install(
     )
     if interval < dt.timedelta(minutes=1):
         raise ConfigError(f"--every {every}: a drill at most every minute", hint="try --every 30d")
-    command, env = _self_command()
+    command, env = _self_command() if drboot_command is None else _given(drboot_command)
     sched = Schedule(
         site=str(given.site.name),
         site_file=str(site.absolute()),
