@@ -13,7 +13,9 @@ format; this module is its only importer.
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +118,22 @@ def existing(path: Path) -> list[Sample]:
 
 
 def write(path: Path, outcome: Outcome) -> Path:
-    """Rewrite ``path`` with ``outcome``'s samples, keeping other sites' and kinds'."""
+    """Rewrite ``path`` with ``outcome``'s samples, keeping other sites' and kinds'.
+
+    Two sites' runs ending at once (two timers on the same minute) both read, merge and
+    rename: an exclusive flock on ``PATH.lock`` (node-exporter reads only ``*.prom``) makes
+    the second merge the first's samples instead of dropping them.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return _merge(path, outcome)
+    finally:
+        os.close(fd)
+
+
+def _merge(path: Path, outcome: Outcome) -> Path:
     ours = {"site": outcome.site, "kind": outcome.kind}
     old = existing(path)
     previous_ok = next(

@@ -42,17 +42,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.lab, pytest.mark.timeout(420)
 SHARED = "/srv/drboot"  # the shared folder, as the lab host sees it
 SITE = "sched-1"  # a '-' in the name: the unit name is escaped (sched\x2d1)
 UNIT = "drboot-drill-sched\\x2d1"
+REAL = "real"
 
 
 def _python() -> str:
     return str(Path(sys.prefix) / "bin" / "python")
 
 
-def _drboot(host: LabHost, *args: str) -> dict[str, object]:
+def _drboot(
+    host: LabHost, *args: str, module: str = "tests.engine_fixtures.drillkit"
+) -> dict[str, object]:
     """Run drboot's command line inside ``host`` (its PATH has no drboot: absolute paths)."""
-    argv = ["/usr/bin/env", f"PYTHONPATH={REPO}", _python(), "-m",
-            "tests.engine_fixtures.drillkit", "--state-dir", f"{SHARED}/state", "-o", "json",
-            *args]  # fmt: skip
+    argv = ["/usr/bin/env", f"PYTHONPATH={REPO}", _python(), "-m", module,
+            "--state-dir", f"{SHARED}/state", "-o", "json", *args]  # fmt: skip
     proc = host.exec(argv, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     doc: dict[str, object] = json.loads(proc.stdout)
@@ -75,10 +77,13 @@ def test_a_real_systemd_timer_fires_the_drill_and_then_skips_it_until_due(
 ) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
+    metrics = f"metrics:\n  textfile: {SHARED}/textfile/drboot.prom\n"
     (shared / "site.yaml").write_text(
-        MINIMAL_SITE.format(name=SITE)
-        + f"rto:\n  objective: 10m\nmetrics:\n  textfile: {SHARED}/textfile/drboot.prom\n"
+        MINIMAL_SITE.format(name=SITE) + f"rto:\n  objective: 10m\n{metrics}"
     )
+    # A second site drilled by drboot's own pipeline, installed by drboot's own command line:
+    # its preflight refuses in the lab host (no SSH key for its static host), a real failure.
+    (shared / "real.yaml").write_text(MINIMAL_SITE.format(name=REAL) + metrics)
     binds = [
         f"--bind-ro={Path(sys.base_prefix).resolve()}",  # the interpreter of the venv
         f"--bind-ro={sys.prefix}",  # the venv
@@ -97,6 +102,13 @@ def test_a_real_systemd_timer_fires_the_drill_and_then_skips_it_until_due(
     assert installed["systemctl"] == ["daemon-reload", f"enable --now {UNIT}.timer"]
     timer = _show(host, f"{UNIT}.timer", "ActiveState", "UnitFileState")
     assert timer == {"ActiveState": "active", "UnitFileState": "enabled"}
+    real = _drboot(
+        host, "schedule", "install", f"{SHARED}/real.yaml", "--every", "59m",
+        "--randomized-delay", "1s", module="bootstrap.cli",
+    )  # fmt: skip
+    assert real["command"] == (
+        f"{_python()} -m bootstrap.cli --state-dir {SHARED}/state drill {SHARED}/real.yaml"
+    )
 
     state = StateDir(shared / "state")
 
@@ -138,6 +150,36 @@ def test_a_real_systemd_timer_fires_the_drill_and_then_skips_it_until_due(
     assert {step for name, step in samples if name == "drboot_step_duration_seconds"} == {
         "preflight", "wait-synced", "teardown", "report",
     }  # fmt: skip
+
+    # drboot's own drill, fired by its timer: failed in preflight, in history and metrics too.
+    (failed,) = wait_until(
+        lambda: [o for o in site_history(state, REAL) if o.status != "running"],
+        timeout=60,
+        what="the real drill in the journal",
+    )
+    assert (failed.kind, failed.outcome, failed.failed_step) == (
+        "drill", "failed", "preflight-references",
+    )  # fmt: skip
+    assert failed.error is not None and "ssh.private_key_file" in failed.error
+    prom = (shared / "textfile" / "drboot.prom").read_text()
+    mine = {
+        s.name: s.value
+        for fam in text_string_to_metric_families(prom)
+        for s in fam.samples
+        if s.labels.get("site") == REAL and "step" not in s.labels
+    }
+    assert mine["drboot_last_run_success"] == 0.0 and mine["drboot_rto_objective_met"] == 0.0
+    assert ("drboot_last_run_success", None) in {
+        (s.name, None)
+        for fam in text_string_to_metric_families(prom)
+        for s in fam.samples
+        if s.labels.get("site") == SITE
+    }  # fmt: skip  (the other site's samples are still there)
+    wait_until(
+        lambda: _show(host, "drboot-drill-real.service", "Result")["Result"] == "exit-code",
+        timeout=60,
+        what="the real drill's service to fail (drboot exit 3)",
+    )
 
     # The next check (a minute later) finds the drill done: ExecCondition skips the service.
     wait_until(

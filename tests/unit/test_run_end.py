@@ -102,7 +102,8 @@ def test_metrics_textfile_after_a_drill_and_a_failed_restore(
         value = m[_key("drboot_step_duration_seconds", "drill", step=step)]
         assert value == pytest.approx(steps[step], abs=1e-3)
     assert stat.S_IMODE(prom.stat().st_mode) == 0o644  # node-exporter runs as another user
-    assert [p.name for p in prom.parent.iterdir()] == ["drboot.prom"]  # no tmp file left
+    # no tmp file left; the lock file is not a *.prom (node-exporter ignores it)
+    assert sorted(p.name for p in prom.parent.iterdir()) == ["drboot.prom", "drboot.prom.lock"]
 
     # A failed restore of the same site: its own samples, the drill's kept as they were.
     code, _ = _run(tmp_path, monkeypatch, "restore", site, fail="preflight")
@@ -317,3 +318,30 @@ def test_a_failing_webhook_is_a_warning_and_never_shows_its_url(
     report = json.loads((tmp_path / "state" / "runs" / run.id / "report.json").read_text())
     assert any(w.startswith(f"notify: {expected}") for w in report["warnings"])
     assert TOKEN not in out + _everything_written(tmp_path)
+
+
+def test_runs_ending_at_once_keep_each_others_samples(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bootstrap import metrics
+    from bootstrap.history import Outcome
+
+    prom = tmp_path / "drboot.prom"
+    sites = [f"site-{i}" for i in range(12)]
+
+    def one(site: str) -> None:
+        metrics.write(prom, Outcome(
+            run_id=f"{site}-r", site=site, kind="drill", status="ok", started=1.0, ended=2.0,
+            rto_seconds=1.0, objective_seconds=60.0, failed_step=None, error=None,
+            step_seconds={"a": 0.5},
+        ))  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(one, sites))
+    found = {
+        s.labels["site"]
+        for f in text_string_to_metric_families(prom.read_text())
+        for s in f.samples
+        if s.name == "drboot_last_run_success"
+    }
+    assert found == set(sites)
