@@ -345,3 +345,27 @@ def test_runs_ending_at_once_keep_each_others_samples(tmp_path: Path) -> None:
         if s.name == "drboot_last_run_success"
     }
     assert found == set(sites)
+
+
+def test_a_resumed_drill_that_ends_writes_its_metrics_and_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prom = tmp_path / "drboot.prom"
+    site = _site(tmp_path, f"metrics:\n  textfile: {prom}\n", objective="1m")
+    code, _ = _run(tmp_path, monkeypatch, "drill", site, rto=90, fail="teardown")
+    assert code == ExitCode.STEP_FAILED
+    assert _metrics(prom)[_key("drboot_last_run_success", "drill")] == 0.0
+    j = _journal(tmp_path)
+    (run,) = j.runs("oslo")
+    j.close()
+    monkeypatch.delenv("DRILLKIT_FAIL")
+    res = CliRunner().invoke(
+        cli,
+        ["--state-dir", str(tmp_path / "state"), "resume", run.id],
+        obj=Deps(pipelines=drillkit.pipelines),
+    )
+    assert res.exit_code == ExitCode.RTO_MISSED, res.output  # 90s > 60s, finished by the resume
+    m = _metrics(prom)
+    assert m[_key("drboot_last_run_success", "drill")] == 1.0
+    assert m[_key("drboot_rto_seconds", "drill")] == 90.0
+    assert m[_key("drboot_rto_objective_met", "drill")] == 0.0

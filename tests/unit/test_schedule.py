@@ -215,3 +215,16 @@ def test_due_says_whether_a_drill_ran_within_the_interval(
     assert _invoke(tmp_path, "drill", str(site))[0] == 0
     code, out = _invoke(tmp_path, *due)
     assert code == 1 and json.loads(out)["due"] is False
+
+
+def test_drboot_option_sets_the_command_the_units_run(tmp_path: Path) -> None:
+    site, units = _site(tmp_path), tmp_path / "units"
+    base = ["schedule", "install", str(site), "--every", "30d", "--unit-dir", str(units),
+            "--no-systemctl"]  # fmt: skip
+    code, out = _invoke(tmp_path, *base, "--drboot", "/opt/drboot/bin/drboot")
+    assert code == 0, out
+    service = (units / "drboot-drill-oslo\\x2d1.service").read_text()
+    assert f"ExecStart=/opt/drboot/bin/drboot --state-dir {tmp_path / 'state'} drill" in service
+    assert "PYTHONPATH" not in service
+    code, out = _invoke(tmp_path, *base, "--drboot", "drboot")
+    assert code == 2 and "absolute path" in out
