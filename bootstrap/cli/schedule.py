@@ -123,6 +123,11 @@ def schedule_install(
     from bootstrap.schedule.units import Schedule, default_delay
 
     deps = deps_of(ctx, output)
+    if not site.is_file():
+        raise ConfigError(
+            f"{site} is not a regular file: the timer reads the site file again at every drill",
+            hint="give the path of a site file (decrypt it to a 0600 file if it is encrypted)",
+        )
     given = read_site(site)  # a site file that does not validate is refused now, not in 30d
     interval = _duration("--every", every)
     delay = (

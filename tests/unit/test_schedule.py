@@ -228,3 +228,12 @@ def test_drboot_option_sets_the_command_the_units_run(tmp_path: Path) -> None:
     assert "PYTHONPATH" not in service
     code, out = _invoke(tmp_path, *base, "--drboot", "drboot")
     assert code == 2 and "absolute path" in out
+
+
+def test_a_site_file_the_timer_cannot_read_again_is_refused(tmp_path: Path) -> None:
+    code, out = _invoke(
+        tmp_path, "schedule", "install", "/dev/stdin", "--every", "30d",
+        "--unit-dir", str(tmp_path / "u"), "--no-systemctl",
+    )  # fmt: skip
+    assert code == 2 and "not a regular file" in out
+    assert not (tmp_path / "u").exists()
