@@ -369,3 +369,41 @@ def test_a_resumed_drill_that_ends_writes_its_metrics_and_verdict(
     assert m[_key("drboot_last_run_success", "drill")] == 1.0
     assert m[_key("drboot_rto_seconds", "drill")] == 90.0
     assert m[_key("drboot_rto_objective_met", "drill")] == 0.0
+
+
+def test_an_unresolved_webhook_reference_never_stops_a_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bootstrap.engine.context import RunScope, StepContext
+    from bootstrap.events import Event, EventBus
+    from bootstrap.siteload import load_site_text
+    from bootstrap.steps.preflight import check_references
+
+    monkeypatch.delenv("DRBOOT_TEST_UNSET_HOOK", raising=False)
+    (tmp_path / "id").write_text("operator key")
+    extra = (
+        f"ssh: {{private_key_file: {tmp_path / 'id'}}}\n"
+        "notify:\n  webhook:\n    url: {env: DRBOOT_TEST_UNSET_HOOK}\n"
+    )
+    site_file = _site(tmp_path, extra)
+    site = load_site_text(site_file.read_text(), str(site_file), base_dir=tmp_path)
+    seen: list[Event] = []
+    bus = EventBus()
+    bus.subscribe(seen.append)
+    ctx = StepContext(RunScope("r", site, tmp_path, bus), "preflight-references", 60)
+    check_references(ctx)  # the restore goes on
+    assert [e.message for e in seen if e.kind == "step.progress"] == [
+        "warning: notify.webhook.url: environment variable DRBOOT_TEST_UNSET_HOOK is not set; "
+        "the run goes on without it"
+    ]
+
+    code, out = _run(tmp_path, monkeypatch, "restore", site_file)
+    assert code == 0, out
+    j = _journal(tmp_path)
+    (run,) = j.runs("oslo")
+    warned = [e["message"] for e in j.events(run.id) if e["kind"] == "warning"]
+    j.close()
+    assert warned == [
+        "webhook not sent: notify.webhook.url: environment variable DRBOOT_TEST_UNSET_HOOK "
+        "is not set"
+    ]
