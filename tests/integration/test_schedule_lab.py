@@ -85,11 +85,13 @@ def test_a_real_systemd_timer_fires_the_drill_and_then_skips_it_until_due(
     # its preflight refuses in the lab host (no SSH key for its static host), a real failure.
     (shared / "real.yaml").write_text(MINIMAL_SITE.format(name=REAL) + metrics)
     binds = [
-        f"--bind-ro={Path(sys.base_prefix).resolve()}",  # the interpreter of the venv
         f"--bind-ro={sys.prefix}",  # the venv
         f"--bind-ro={REPO}",
         f"--bind={shared}:{SHARED}",
     ]
+    interpreter = Path(sys.base_prefix).resolve()
+    if interpreter != Path("/usr"):  # Debian's python3.11 is in the lab host's image already
+        binds.insert(0, f"--bind-ro={interpreter}")  # e.g. a pyenv build
     (host,) = lab_hosts(1, extra_nspawn_args=binds)
     assert host.exec(["cat", "/proc/1/comm"], check=True).stdout.strip() == "systemd"
 
