@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     STEP_FAILED = 4  # a step failed; the run is resumable with `drboot resume RUN_ID`
     TIMEOUT = 5  # gave up waiting (API, sync, step timeout)
     LOCKED = 6  # another run holds the site lock
+    RTO_MISSED = 7  # a drill restored everything, but later than the site's RTO objective
     INTERNAL = 70  # a bug: traceback saved in the run folder
     INTERRUPTED = 130  # Ctrl-C; resumable
 
@@ -123,6 +124,12 @@ class LockedError(BootstrapError):
     """Another live run holds the lock of this site."""
 
     exit_code = ExitCode.LOCKED
+
+
+class RtoMissed(BootstrapError):
+    """A drill succeeded but took longer than the site's RTO objective (not resumable: done)."""
+
+    exit_code = ExitCode.RTO_MISSED
 
 
 class WaitTimeout(BootstrapError):

@@ -24,6 +24,7 @@ EventKind = Literal[
     "step.skipped",
     "step.failed",
     "audit",
+    "warning",  # after the last step: a webhook or metrics file that failed, a missed RTO
 ]
 
 

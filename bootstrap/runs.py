@@ -14,6 +14,7 @@ was interrupted).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bootstrap.audit import AuditLog
 from bootstrap.engine.context import RunScope
@@ -32,7 +33,7 @@ from bootstrap.engine.journal import Journal, RunRow, RunStatus, StepRow
 from bootstrap.engine.lock import MachineLock, SiteLock
 from bootstrap.engine.runner import RunResult, execute, plan
 from bootstrap.engine.step import Pipeline
-from bootstrap.errors import ConfigError
+from bootstrap.errors import BootstrapError, ConfigError, RtoMissed
 from bootstrap.events import Event, EventBus, Observer
 from bootstrap.fsutil import private_dir, write_atomic
 from bootstrap.options import RunOptions
@@ -41,6 +42,9 @@ from bootstrap.render.recorders import AuditRecorder, JournalRecorder
 from bootstrap.report import model, write
 from bootstrap.settings import Site
 from bootstrap.siteload import load_site_text
+
+if TYPE_CHECKING:
+    from bootstrap.history import Outcome
 
 SITE_COPY = "site.yaml"
 RESUMABLE: frozenset[RunStatus] = frozenset({"failed", "interrupted", "stopped"})
@@ -148,7 +152,7 @@ def start(
             options=options,
             until=req.until,
         )
-        return execute(pipeline, journal, scope)
+        return ended(req.state, journal, scope, execute(pipeline, journal, scope))
     finally:
         machine.release()
         lock.release()
@@ -198,12 +202,65 @@ def resume(run_id: str, pipelines: dict[str, Pipeline], req: RunRequest) -> RunR
                 until=req.until,
             )
             _remove_leftovers(scope)
-            return execute(pipeline, journal, scope)
+            return ended(req.state, journal, scope, execute(pipeline, journal, scope))
         finally:
             machine.release()
             lock.release()
     finally:
         journal.close()
+
+
+def ended(state: StateDir, journal: Journal, scope: RunScope, result: RunResult) -> RunResult:
+    """What every run does after its last step: the metrics textfile, the webhook, and the
+    RTO verdict of a drill (exit 7 when it restored everything but missed the objective).
+
+    A run stopped by ``--until`` has not ended and does none of it. A metrics file or webhook
+    that fails is a journalled warning (the report is written again to show it), never a
+    failure of the run.
+    """
+    from bootstrap import history, metrics, notify
+    from bootstrap.steps.registry import REPORT_STEP
+
+    row = journal.run(scope.run_id)
+    if row is None or result.status == "stopped":
+        return result
+    site = scope.site
+    outcome = history.outcome(
+        row, journal.steps(row.id), site.rto.objective.total_seconds(), row.status
+    )
+    warnings: list[tuple[str, str]] = []
+    if site.metrics.textfile is not None:
+        path = Path(site.metrics.textfile)
+        try:
+            metrics.write(path, outcome)
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            warnings.append(("metrics", f"metrics not written to {path}: {why}"))
+    if site.notify.webhook is not None:
+        problem = notify.send(site.notify.webhook, outcome)
+        if problem is not None:
+            warnings.append(("notify", problem))
+    for step_id, message in warnings:
+        scope.bus.emit(Event(kind="warning", run_id=row.id, step=step_id, message=message))
+    reported = journal.step(row.id, REPORT_STEP)
+    if warnings and reported is not None and reported.status == "done":
+        with contextlib.suppress(BootstrapError):  # the report of the run itself stands
+            regenerate_report(state, row.id, None)
+    if outcome.kind == "drill" and result.exit_code == 0 and outcome.objective_met is False:
+        assert outcome.rto_seconds is not None and outcome.objective_seconds is not None
+        err = RtoMissed(
+            f"the restore succeeded but the RTO objective was missed: "
+            f"{outcome.rto_seconds:.0f}s > {outcome.objective_seconds:.0f}s",
+            target=row.site,
+            hint=f"see the step timings in the report; `drboot history {row.site}` "
+            "shows whether the RTO is growing",
+        )
+        scope.bus.emit(
+            Event(kind="warning", run_id=row.id, message=err.message,
+                  data={"exit_code": int(err.exit_code)})
+        )  # fmt: skip
+        return replace(result, exit_code=int(err.exit_code), error=err)
+    return result
 
 
 def _remove_leftovers(scope: RunScope) -> None:
@@ -437,3 +494,24 @@ def wait_apps(
 
     with KubeClient.from_kubeconfig(kubeconfig) as kube:
         return wait_cluster(site, kube, progress).to_json()
+
+
+def site_history(state: StateDir, site: str, limit: int = 1000) -> list[Outcome]:
+    """Every drill and restore of ``site`` (oldest first), each measured against the RTO
+    objective of the site file it ran with (the run folder's copy)."""
+    from bootstrap.history import outcome
+
+    journal = state.journal()
+    try:
+        rows = journal.runs(site, limit=limit)
+        found = []
+        for row in reversed(rows):
+            objective: float | None = None  # no site copy: the RTO stands without a verdict
+            if (state.root / "runs" / row.id / SITE_COPY).is_file():
+                with contextlib.suppress(ConfigError):
+                    copy = _site_of(state, row, _journalled_options(row))
+                    objective = copy.rto.objective.total_seconds()
+            found.append(outcome(row, journal.steps(row.id), objective, view(state, row).status))
+        return found
+    finally:
+        journal.close()

@@ -588,6 +588,33 @@ class Report(SiteModel):
     )
 
 
+class Metrics(SiteModel):
+    """Prometheus metrics of every drill and restore (node-exporter textfile collector)."""
+
+    textfile: SitePath | None = Field(
+        default=None,
+        description="The .prom file rewritten at the end of every run; None = no metrics.",
+    )
+
+
+class Webhook(SiteModel):
+    """A webhook told the outcome, RTO and failed step at the end of every drill and restore."""
+
+    url: SecretOnly = Field(description="The webhook URL, as a secret reference.")
+    format: Literal["json", "slack"] = Field(
+        default="json", description="json (drboot's body) or slack (an incoming-webhook text)."
+    )
+    timeout: Duration = Field(
+        default=timedelta(seconds=10), description="Give up on the webhook after this."
+    )
+
+
+class Notify(SiteModel):
+    """Who is told when a run ends (a failing notification never fails the run)."""
+
+    webhook: Webhook | None = Field(default=None, description="A webhook; None = none.")
+
+
 class Site(SiteModel):
     """A site: everything needed to rebuild one cluster from nothing."""
 
@@ -617,6 +644,10 @@ class Site(SiteModel):
     )
     ssh: Ssh = Field(default_factory=lambda: Ssh(), description="SSH settings.")
     report: Report = Field(default_factory=lambda: Report(), description="Report output.")
+    metrics: Metrics = Field(
+        default_factory=lambda: Metrics(), description="Prometheus textfile metrics."
+    )
+    notify: Notify = Field(default_factory=lambda: Notify(), description="End-of-run webhook.")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Site:

@@ -102,4 +102,13 @@ rto:
 
 report:
   formats: [json, markdown]    # json | markdown | junit
+
+# Prometheus metrics of every drill and restore (node-exporter's textfile collector),
+# and a webhook told the outcome, RTO and failed step (`drboot schedule install` runs drills):
+# metrics:
+#   textfile: /var/lib/node_exporter/textfile_collector/drboot.prom
+# notify:
+#   webhook:
+#     url: {env: DRBOOT_WEBHOOK_URL}
+#     format: json               # json | slack
 """

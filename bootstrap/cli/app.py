@@ -141,7 +141,8 @@ def cli(
 
     Exit codes: 0 ok, 2 usage or site-file error, 3 preflight refused, 4 step
     failed (resumable), 5 timed out waiting, 6 site locked by another run,
-    70 internal error (traceback saved), 130 interrupted (resumable).
+    7 drill restored everything but missed the RTO objective, 70 internal
+    error (traceback saved), 130 interrupted (resumable).
     """
     deps = ctx.ensure_object(Deps)
     if state_dir is not None:

@@ -154,6 +154,8 @@ def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> l
         if s.status == "done" and s.attempts > 1:
             out.append(f"{s.step_id}: succeeded after {s.attempts} attempts")
     for e in events:
+        if e.get("kind") == "warning":  # journalled after the last step (bootstrap.runs)
+            out.append(f"{e.get('step') or 'run'}: {e.get('message')}")
         if e.get("kind") != "audit":
             continue
         data = e.get("data") or {}

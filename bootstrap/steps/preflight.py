@@ -31,7 +31,13 @@ def check_references(ctx: StepContext) -> None:
     All unresolved references are reported at once. ``{escrow: ...}`` references are checked
     by preflight-escrow, which opens the kit."""
     refs = list(secretrefs.references(ctx.site))
-    missing = [f"{where}: {why}" for where, ref in refs if (why := secretrefs.problem(ref))]
+    problems = [(where, why) for where, ref in refs if (why := secretrefs.problem(ref))]
+    # A notification must never stop a restore: its reference is a warning here, and the
+    # end of the run says the webhook was not sent.
+    for where, why in problems:
+        if where.startswith("notify."):
+            ctx.progress(f"warning: {where}: {why}; the run goes on without it", target=where)
+    missing = [f"{where}: {why}" for where, why in problems if not where.startswith("notify.")]
     if not common.provider(ctx).manages_ssh_key:
         key = Path(ctx.site.ssh.private_key_file).expanduser()
         if not os.access(key, os.R_OK):

@@ -52,6 +52,7 @@ SOV_REFUSED = (
 )
 CPU_THRESHOLDS = f"{GATES}::test_cpu_gate_thresholds_decide_the_verdict"
 SYNC_TIMING = f"{MORE}::test_sync_wait_watches_and_holds_as_the_site_says"
+RUN_END = "tests/unit/test_run_end.py"
 
 FIELD_EFFECTS: dict[str, str] = {
     "apiVersion": REFUSED,
@@ -150,6 +151,11 @@ FIELD_EFFECTS: dict[str, str] = {
     "ssh.sudo": SSH_CLIENT,
     "report.directory": REPORT,
     "report.formats": REPORT,
+    "metrics.textfile": f"{RUN_END}::test_metrics_textfile_after_a_drill_and_a_failed_restore",
+    "notify.webhook.url": f"{RUN_END}::test_webhook_json_body_of_a_drill",
+    "notify.webhook.format": f"{RUN_END}::test_webhook_slack_body_of_a_failed_restore",
+    "notify.webhook.timeout": f"{RUN_END}::"
+    "test_a_failing_webhook_is_a_warning_and_never_shows_its_url",
 }
 
 LEAF_MODELS = (SecretRef, EscrowRef)
