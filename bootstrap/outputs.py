@@ -101,6 +101,8 @@ class HostsPrepared(StepOutput):
 class K3sInstalled(StepOutput):
     STEP = "install-k3s"
     changed: dict[str, int] = field(default_factory=dict)
+    version: str = ""  # the pinned k3s release the playbook installed ("": journalled before)
+    version_checked: bool = False  # the playbook asserted `k3s --version` reports ``version``
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class KeysRestored(StepOutput):
     restored: list[RestoredKey] = field(default_factory=list)
     foreign_keys: list[str] = field(default_factory=list)
     warning: str | None = None
+    renewal_period_seconds: float | None = None  # the controller's key renewal period
 
 
 @dataclass(frozen=True)

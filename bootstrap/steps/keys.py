@@ -40,8 +40,12 @@ def _controller(ctx: StepContext) -> str:
     return str(ctx.site.sealed_secrets.controller_name)
 
 
-def controller_manifest(namespace: str, name: str) -> list[Obj]:
-    """The shipped controller manifest, in ``namespace``, its objects named ``name``."""
+def controller_manifest(
+    namespace: str, name: str, renew_period: dt.timedelta | None = None
+) -> list[Obj]:
+    """The shipped controller manifest, in ``namespace``, its objects named ``name``; with
+    ``renew_period``, the controller renews its key on that period (``--key-renew-period``),
+    the one the site file states and the restore's backup warning is judged against."""
     from bootstrap.adapters.kube import load_manifest
 
     docs = load_manifest(MANIFESTS / "controller.yaml")
@@ -58,6 +62,11 @@ def controller_manifest(namespace: str, name: str) -> list[Obj]:
         pod = ((d.get("spec") or {}).get("template") or {}).get("spec") or {}
         if pod.get("serviceAccountName") == UPSTREAM_NAME:
             pod["serviceAccountName"] = name
+        if renew_period is not None and d.get("kind") == "Deployment":
+            for c in pod.get("containers") or []:
+                c["args"] = [a for a in c.get("args") or [] if not
+                             str(a).startswith("--key-renew-period")]  # fmt: skip
+                c["args"].append(f"--key-renew-period={int(renew_period.total_seconds())}s")
     return docs
 
 
@@ -126,6 +135,7 @@ def restore_sealing_keys(ctx: StepContext) -> None:
             ],
             foreign_keys=foreign,
             warning=_renewal_warning(ctx),
+            renewal_period_seconds=ctx.site.sealed_secrets.key_renewal_period.total_seconds(),
         )
     )
 
@@ -163,10 +173,14 @@ def _renewal_warning(ctx: StepContext) -> str | None:
     newest = kit.newest_key_not_before()
     period = ctx.site.sealed_secrets.key_renewal_period
     if newest is not None and dt.datetime.now(dt.UTC) - newest > period:
+        # The controller (0.36.6) orders keys by their certificate's notBefore and, when the
+        # newest is older than --key-renew-period, generates a key as it starts: one the
+        # escrow does not hold until the next backup.
         msg = (
             f"the newest restored key is from {newest.date()}, older than the renewal period "
-            f"({period.days} days): the controller will create a new key at once, so take a "
-            "fresh `drboot escrow backup` after the restore"
+            f"({period.days} days): the controller makes a new key as it starts, which the "
+            "escrow does not hold; back up the escrow again (`drboot escrow backup`) after "
+            "the restore"
         )
         ctx.audit("escrow backup due after restore", warning=msg)
         return msg
@@ -189,7 +203,9 @@ def install_sealed_secrets(ctx: StepContext) -> None:
         ctx.noop("CRD and controller present")
     elif ctx.will(f"install the SealedSecret CRD and the controller in {ns}"):
         kube.apply_manifest(
-            load_manifest(MANIFESTS / "crd.yaml") + controller_manifest(ns, name), namespace=ns
+            load_manifest(MANIFESTS / "crd.yaml")
+            + controller_manifest(ns, name, ctx.site.sealed_secrets.key_renewal_period),
+            namespace=ns,
         )
     else:
         return
