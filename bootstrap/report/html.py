@@ -35,7 +35,8 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     """Cells in ``rows`` are HTML already (escaped by the caller)."""
     th = "".join(f"<th>{_e(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+    thead = f"<thead><tr>{th}</tr></thead>" if any(head) else ""
+    return f"<table>{thead}<tbody>{body}</tbody></table>"
 
 
 def _verdict(rto: dict[str, Any]) -> str:

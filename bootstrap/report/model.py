@@ -293,8 +293,7 @@ def escrow_keys(steps: Sequence[StepRow]) -> dict[str, Any] | None:
         "newest_not_before": newest,
         "newest_age_days": age_days,
         "renewal_period_days": round(period / 86400, 1) if period else None,
-        "renewal_due": (age_days is not None and period is not None
-                        and age_days * 86400 > period),  # fmt: skip
+        "renewal_due": bool(age_days is not None and period and age_days * 86400 > period),
         "usage": dict(checked.repo.key_usage) if checked and checked.repo else {},
     }
 

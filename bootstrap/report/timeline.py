@@ -56,10 +56,11 @@ def render_png(report: dict[str, Any]) -> bytes | None:
     else:
         top, bottom = fig.subplots(1, 1), None
 
-    for a, b in _gaps(tl.get("attempts") or []):
+    gaps = _gaps(tl.get("attempts") or [])
+    for lo, hi in gaps:
         for ax in (top, bottom):
             if ax is not None:
-                ax.axvspan(a - t0, b - t0, color=IDLE, zorder=0)
+                ax.axvspan(lo - t0, hi - t0, color=IDLE, zorder=0)
     labels = []
     for i, b in enumerate(bars):
         start, end = float(b["start"]) - t0, float(b["end"]) - t0
@@ -84,6 +85,8 @@ def render_png(report: dict[str, Any]) -> bytes | None:
     title = f"{report.get('pipeline')} {report.get('site')}: steps"
     if rto.get("seconds") is not None:
         title += f" (RTO {rto['seconds']:.0f} s, dashed; objective dotted)"
+    if gaps:
+        title += "; grey: drboot not running"
     top.set_title(title, fontsize=10, loc="left")
 
     if bottom is not None:

@@ -2,8 +2,8 @@
 
 Why it exists: the report step and any later ``drboot report RUN`` put report.json /
 report.md / report.junit.xml / report.html on disk the same way (tmp -> fsync -> rename;
-0644, reports hold no secrets). Reading the journal is the caller's business (the report knows records, not the
-engine).
+0644, reports hold no secrets). Reading the journal is the caller's business (the report
+knows records, not the engine).
 """
 
 from __future__ import annotations
