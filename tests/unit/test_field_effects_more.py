@@ -270,10 +270,11 @@ def _journal_with_a_restored_run(ctx: StepContext, ready_after: float) -> None:
 @pytest.mark.parametrize(
     ("sections", "where", "files", "objective", "met"),
     [
-        ({}, None, ["report.json", "report.md"], 3600, True),
+        ({}, None, ["report.html", "report.json", "report.junit.xml", "report.md"], 3600, True),
         ({"report": "{directory: out, formats: [junit, json]}"}, "out",
          ["report.json", "report.junit.xml"], 3600, True),
-        ({"rto": "{objective: 5m}"}, None, ["report.json", "report.md"], 300, False),
+        ({"rto": "{objective: 5m}", "report": "{formats: [json, markdown]}"}, None,
+         ["report.json", "report.md"], 300, False),
     ],
     ids=["defaults", "directory-and-formats", "objective"],
 )  # fmt: skip
@@ -967,6 +968,14 @@ def test_key_renewal_period_decides_the_backup_warning(
     assert (warning is not None) == warned
     if warned:
         assert "older than the renewal period (30 days)" in warning
+        assert "back up the escrow again" in warning
+    days = 30 if period == "30d" else 60
+    assert ctx.outputs["renewal_period_seconds"] == days * 86400
+    # the controller renews on the same period the warning is judged against
+    docs = keys.controller_manifest("sealing", "ss", s.sealed_secrets.key_renewal_period)
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--key-renew-period={days * 86400}s" in args
 
 
 @pytest.mark.parametrize("verify", [True, False])
