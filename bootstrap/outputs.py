@@ -208,6 +208,8 @@ class Reported(StepOutput):
     rto_objective_seconds: float = 0.0
     rto_met: bool | None = None
     warnings: Annotated[list[str], BeforeValidator(_listed)] = field(default_factory=list)
+    # the part of the RTO drboot was running (a resumed run's wall time includes the pause)
+    rto_active_seconds: float | None = None
 
 
 @dataclass(frozen=True)
