@@ -40,20 +40,28 @@ def _near(px: tuple[int, ...], hex_colour: str, tolerance: int = 12) -> bool:
     return all(abs(c - w) <= tolerance for c, w in zip(px[:3], want, strict=True))
 
 
+def screenshot(page: Path, workdir: Path) -> Path:
+    """Open ``page`` (file://) in headless Chromium; returns its screenshot (checked non-empty).
+    ``workdir`` holds the throw-away profile and HOME."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shot = workdir / "shot.png"
+    proc = subprocess.run(
+        [_chromium(), *FLAGS, f"--user-data-dir={workdir / 'profile'}", f"--screenshot={shot}",
+         page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "HOME": str(workdir)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert shot.is_file() and shot.stat().st_size > 0, "Chromium wrote no screenshot"
+    return shot
+
+
 def test_the_html_report_opens_in_headless_chromium(tmp_path: Path) -> None:
     run, steps, events = rows.drill_rows("SHA256:public-fp")
     ctx = model.Context(3600.0, "lab", "argocd", rows.NOW, writing_step="report")
     (page,) = write.write(model.build(run, steps, events, ctx), tmp_path / "out", ["html"])
-    shot = tmp_path / "shot.png"
-    profile = tmp_path / "profile"
-    proc = subprocess.run(
-        [_chromium(), *FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
-         page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "HOME": str(tmp_path)},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert shot.is_file() and shot.stat().st_size > 10_000, "a screenshot with something in it"
+    shot = screenshot(page, tmp_path / "browser")
+    assert shot.stat().st_size > 10_000, "a screenshot with something in it"
     with Image.open(shot) as img:
         rgb = img.convert("RGB")
         assert rgb.size == (1200, 2000)
