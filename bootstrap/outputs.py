@@ -140,6 +140,9 @@ class SealingKeyVerified(StepOutput):
     STEP = "verify-sealing-key"
     serving_fingerprint: str = ""
     source: str = "service proxy"
+    # the controller serves a key it made by renewal after the restore (not escrowed yet)
+    renewed_by_controller: bool = False
+    warning: str | None = None
 
 
 @dataclass(frozen=True)

@@ -101,5 +101,5 @@ rto:
   objective: 1h                # the report says whether the restore beat this
 
 report:
-  formats: [json, markdown]    # json | markdown | junit
+  formats: [json, markdown, junit, html]   # html: one page with the timeline picture
 """

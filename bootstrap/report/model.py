@@ -187,7 +187,10 @@ def warnings(steps: Sequence[StepRow], events: Iterable[Mapping[str, Any]]) -> l
     keys = output_of(steps, KeysRestored)
     gate = output_of(steps, DiskGated)
     cpu = output_of(steps, CpuGated)
+    serving = output_of(steps, SealingKeyVerified)
     for s in steps:
+        if serving is not None and s.step_id == SealingKeyVerified.STEP and serving.warning:
+            out.append(f"{s.step_id}: {serving.warning}")
         if keys is not None and s.step_id == KeysRestored.STEP:
             if keys.warning:
                 out.append(f"{s.step_id}: {keys.warning}")
@@ -289,6 +292,7 @@ def escrow_keys(steps: Sequence[StepRow]) -> dict[str, Any] | None:
         "escrow_fingerprints": list(checked.escrow_fingerprints) if checked else [],
         "restored": restored,
         "serving_fingerprint": serving.serving_fingerprint if serving else None,
+        "renewed_by_controller": serving.renewed_by_controller if serving else False,
         "foreign": list(keys.foreign_keys) if keys else [],
         "newest_not_before": newest,
         "newest_age_days": age_days,

@@ -275,6 +275,19 @@ def verify_sealing_key(ctx: StepContext) -> None:
     pem = plugin.sealing_cert(kube, ns, name, CERT_PORT, lambda m: ctx.progress(m, target=name))
     fp = sealing.cert_fingerprint(pem)
     escrowed = common.kit(ctx).fingerprints()
+    renewed = None if fp in escrowed else _renewed_key(ctx, kube, ns, fp, escrowed)
+    if renewed is not None:
+        msg = (
+            f"the controller made a new key {fp} (Secret {ns}/{renewed}) as it started: the "
+            "restored keys are older than the renewal period. It seals new secrets with it and "
+            "the escrow does not hold it: back up the escrow again (`drboot escrow backup`)"
+        )
+        ctx.audit("Sealed Secrets controller renewed its key after the restore",
+                  target=f"{ns}/{renewed}", fingerprint=fp, warning=msg)  # fmt: skip
+        ctx.record(SealingKeyVerified(serving_fingerprint=fp, source=plugin.name,
+                                      renewed_by_controller=True, warning=msg))  # fmt: skip
+        ctx.progress(f"warning: {msg}", target=f"{ns}/{name}")
+        return
     if fp not in escrowed:
         # Transient: a controller that was just restarted may serve its old key for a moment.
         raise TransientError(
@@ -285,3 +298,24 @@ def verify_sealing_key(ctx: StepContext) -> None:
         )
     ctx.record(SealingKeyVerified(serving_fingerprint=fp, source=plugin.name))
     ctx.noop(f"controller serves escrowed key {fp}", target=f"{ns}/{_controller(ctx)}")
+
+
+def _renewed_key(
+    ctx: StepContext, kube: KubeAPI, ns: str, fp: str, escrowed: list[str]
+) -> str | None:
+    """The key Secret holding ``fp`` if the controller made it by renewal after the restore:
+    the restore step found the escrowed keys older than the renewal period, and the Secret is
+    labelled, not escrowed, and newer than every restored key Secret. (A key made because the
+    controller started before its keys were back is older than them: not a renewal.)"""
+    restored = ctx.read_optional(KeysRestored)
+    if restored is None or restored.warning is None:
+        return None
+    secrets = kube.list("v1", "Secret", namespace=ns, label_selector=KEY_LABEL)
+    prints = {str(s["metadata"]["name"]): SealingKey.from_secret(s).fingerprint for s in secrets}
+    made = {str(s["metadata"]["name"]): str(s["metadata"].get("creationTimestamp") or "")
+            for s in secrets}  # fmt: skip
+    newest_restored = max((made[n] for n, f in prints.items() if f in escrowed), default="")
+    for n, f in prints.items():
+        if f == fp and f not in escrowed and newest_restored and made[n] >= newest_restored:
+            return n
+    return None

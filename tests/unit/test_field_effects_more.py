@@ -39,6 +39,7 @@ from bootstrap.errors import (
     HostKeyMismatch,
     PermanentError,
     PreflightError,
+    TransientError,
     WaitTimeout,
 )
 from bootstrap.escrow import TooFewShares, WrongIdentity, age_file, service, shamir
@@ -46,6 +47,7 @@ from bootstrap.escrow.backend import AgeFileBackend, ShamirBackend
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
 from bootstrap.hostkeys import HostKeyExpectation, PublicKey, decide
 from bootstrap.kubeapi import Listed, WatchCancel, WatchEvent
+from bootstrap.outputs import KeysRestored
 from bootstrap.providers import provider_for
 from bootstrap.providers.base import HostInfo
 from bootstrap.settings import Site
@@ -947,6 +949,52 @@ def test_sealed_secrets_namespace_and_controller_name_reach_the_cluster(
     keys.verify_sealing_key(verify)
     assert cluster.proxied == [("sealing", "ss-prod", keys.CERT_PORT, "/v1/cert.pem")]
     assert verify.outputs["serving_fingerprint"] == sealing_key.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("due", "made_after_restore", "accepted"),
+    [(True, True, True), (False, True, False), (True, False, False)],
+    ids=["renewed", "not-due", "made-before-the-restore"],
+)
+def test_a_key_the_controller_made_by_renewal_is_accepted_with_a_backup_warning(
+    tmp_path: Path, sealing_key: SealingKey, due: bool, made_after_restore: bool, accepted: bool
+) -> None:
+    """The restored keys are older than the renewal period: the controller (orders keys by
+    notBefore) makes a new key as it starts and serves it. That key is expected, not foreign:
+    verify accepts it and says the escrow needs a new backup. A key served when no renewal
+    was due, or one made before the restored keys existed, is still refused."""
+    from bootstrap import sealing
+
+    ns = "sealing"
+    cluster = RecordingCluster()
+    restored = sealing_key.to_secret(ns)
+    restored["metadata"]["creationTimestamp"] = "2026-11-30T01:00:00Z"
+    cluster.create(restored)
+    key, cert = sealing.generate_key(bits=2048)
+    made = sealing.key_secret_manifest(key, cert, "sealed-secrets-keyzzzzz", ns)
+    made["metadata"]["creationTimestamp"] = (
+        "2026-11-30T01:00:07Z" if made_after_restore else "2026-11-30T00:59:00Z"
+    )
+    cluster.create(made)
+    cluster.create({"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "ss", "namespace": ns}})  # fmt: skip
+    cluster.served = cert
+    s = make_site(tmp_path, sealed_secrets=f"{{namespace: {ns}, controller_name: ss}}")
+    verify = given(tmp_path, s, "verify-sealing-key", kube=cluster, kit=_kit(sealing_key))
+    verify._scope.outputs["restore-sealing-keys"] = KeysRestored(
+        warning="the newest restored key is from 2026-01-01, older than the renewal period"
+        if due else None
+    ).to_json()  # fmt: skip
+    new_fp = sealing.cert_fingerprint(cert)
+    if not accepted:
+        with pytest.raises(TransientError, match="not in the escrow"):
+            keys.verify_sealing_key(verify)
+        return
+    keys.verify_sealing_key(verify)
+    out = verify.outputs
+    assert out["serving_fingerprint"] == new_fp and out["renewed_by_controller"] is True
+    assert f"the controller made a new key {new_fp}" in out["warning"]
+    assert "back up the escrow again" in out["warning"]
 
 
 @pytest.mark.parametrize(("period", "warned"), [("30d", True), ("60d", False)])
