@@ -295,3 +295,21 @@ def test_drboot_report_format_writes_the_chosen_formats(tmp_path: Path) -> None:
         cli, ["--state-dir", str(state), "report", RUN_ID, "--format", "pdf"], obj=Deps()
     )
     assert res.exit_code == 2 and "pdf" in res.output
+
+
+def test_a_key_the_controller_renewed_is_a_warning_in_every_format() -> None:
+    from bootstrap.outputs import SealingKeyVerified
+
+    run, steps, events = rows.drill_rows("SHA256:old")
+    warning = ("the controller made a new key SHA256:new (Secret kube-system/sealed-secrets-"
+               "keyzz) as it started: back up the escrow again (`drboot escrow backup`)")
+    verified = SealingKeyVerified("SHA256:new", "lab", renewed_by_controller=True,
+                                  warning=warning).to_json()  # fmt: skip
+    steps = [s.__class__(**{**s.__dict__, "outputs": verified})
+             if s.step_id == "verify-sealing-key" else s for s in steps]  # fmt: skip
+    r = model.build(run, steps, events, _ctx())
+    assert f"verify-sealing-key: {warning}" in r["warnings"]
+    assert r["escrow_keys"]["renewed_by_controller"] is True
+    assert r["escrow_keys"]["serving_fingerprint"] == "SHA256:new"
+    for fmt in ("markdown", "junit", "html"):
+        assert "the controller made a new key SHA256:new" in write.render(r, fmt), fmt
