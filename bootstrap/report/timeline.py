@@ -25,6 +25,11 @@ WAITING, READY, IDLE = "#f9a825", "#66bb6a", "#eeeeee"
 MAX_APPS = 40  # more would not be readable; the rest are counted in the title
 
 
+def _label(name: str, width: int = 26) -> str:
+    """A label that fits the fixed left margin (long app names are cut in the middle)."""
+    return name if len(name) <= width else f"{name[: width // 2 - 1]}…{name[-(width // 2):]}"
+
+
 def _gaps(spans: list[list[float]]) -> list[tuple[float, float]]:
     ordered = sorted((float(a), float(b)) for a, b in spans)
     return [(ordered[i][1], ordered[i + 1][0]) for i in range(len(ordered) - 1)
@@ -46,13 +51,16 @@ def render_png(report: dict[str, Any]) -> bytes | None:
     apps: list[dict[str, Any]] = tl.get("apps") or []
     shown = apps[:MAX_APPS]
     rows_top, rows_bottom = len(bars), len(shown)
-    height = 1.2 + 0.28 * rows_top + (1.0 + 0.24 * rows_bottom if shown else 0.0)
-    fig = Figure(figsize=(10, max(3.0, height)), dpi=100, layout="constrained")
+    # Fixed margins in inches (a layout engine would draw the figure twice to find them).
+    top_in, gap_in, bottom_in = 0.35, 0.5, 0.55
+    top_h, bottom_h = 0.28 * max(rows_top, 1), (0.24 * max(rows_bottom, 1) if shown else 0.0)
+    height = top_in + top_h + (gap_in + bottom_h if shown else 0.0) + bottom_in
+    fig = Figure(figsize=(10, height), dpi=100)
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.18, right=0.98, top=1 - top_in / height, bottom=bottom_in / height,
+                        hspace=gap_in / ((top_h + bottom_h) / 2) if shown else 0.0)  # fmt: skip
     if shown:
-        top, bottom = fig.subplots(
-            2, 1, sharex=True, height_ratios=[max(rows_top, 1), max(rows_bottom, 1) * 0.9]
-        )
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[top_h, bottom_h])
     else:
         top, bottom = fig.subplots(1, 1), None
 
@@ -66,7 +74,7 @@ def render_png(report: dict[str, Any]) -> bytes | None:
         start, end = float(b["start"]) - t0, float(b["end"]) - t0
         top.barh(i, max(end - start, 0.2), left=start, height=0.6,
                  color=STATUS_COLOURS.get(str(b["status"]), "#616161"))  # fmt: skip
-        labels.append(str(b["id"]))
+        labels.append(_label(str(b["id"])))
     top.set_yticks(range(rows_top), labels, fontsize=8)
     top.invert_yaxis()
     rto = report.get("rto") or {}
@@ -99,7 +107,7 @@ def render_png(report: dict[str, Any]) -> bytes | None:
                         color=WAITING)  # fmt: skip
             if since is not None and end > turned:
                 bottom.barh(i, end - turned, left=turned - t0, height=0.6, color=READY)
-        bottom.set_yticks(range(rows_bottom), [str(a["name"]) for a in shown], fontsize=8)
+        bottom.set_yticks(range(rows_bottom), [_label(str(a["name"])) for a in shown], fontsize=8)
         bottom.invert_yaxis()
         more = f" (first {MAX_APPS} of {len(apps)})" if len(apps) > MAX_APPS else ""
         bottom.set_title(

@@ -313,3 +313,15 @@ def test_a_key_the_controller_renewed_is_a_warning_in_every_format() -> None:
     assert r["escrow_keys"]["serving_fingerprint"] == "SHA256:new"
     for fmt in ("markdown", "junit", "html"):
         assert "the controller made a new key SHA256:new" in write.render(r, fmt), fmt
+
+
+def test_many_apps_with_long_names_keep_the_picture_readable() -> None:
+    """50 apps: the first 40 are drawn (the title says so), long names are shortened."""
+    r = _drill()
+    apps = [{"name": f"argocd/a-very-long-application-name-number-{i:02d}",
+             "ready_since": rows.WAIT_STARTED + i} for i in range(50)]  # fmt: skip
+    r["timeline"]["apps"] = apps
+    assert timeline._label(apps[0]["name"]) == "argocd/a-ver…ame-number-00"
+    img = Image.open(io.BytesIO(timeline.render_png(r) or b"")).convert("RGB")
+    assert img.height < 100 * (0.35 + 0.28 * 15 + 0.5 + 0.24 * 41 + 0.55)  # 40 rows, not 50
+    assert _has_colour(img, timeline.READY)
