@@ -41,5 +41,6 @@ lint: venv
 demo: setup
 	$(VENV)/bin/drboot demo
 
+# Tear down the demo's lab (hosts, network, stand-ins) if a demo was interrupted.
 clean-lab:
-	-$(VENV)/bin/drboot lab down --all
+	-test -f /var/lib/drboot-lab/demo/site.yaml && $(VENV)/bin/drboot lab down /var/lib/drboot-lab/demo/site.yaml

@@ -150,6 +150,26 @@ def run_measured(cmd: list[str]) -> tuple[str, float, float]:
     return result[0], ended, hwm
 
 
+def watchers(kube: KubeClient) -> int:
+    """Watches the API server holds open on Applications (its own metric)."""
+    text = kube._raw("GET", "/metrics", what="GET /metrics").decode()
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("apiserver_registered_watchers{") and 'kind="Application"' in line
+    )
+
+
+def watching(kube: KubeClient, waiters: int, timeout: float = 120.0) -> None:
+    """Return once ``waiters`` watches on Applications are open: the event the writer waits
+    for, so that no waiter misses a write by starting late."""
+    deadline = time.monotonic() + timeout
+    while watchers(kube) < waiters:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {waiters} watches on Applications after {timeout}s")
+        time.sleep(0.1)  # polling interval of an event check, not a synchronisation
+
+
 def kubectl_wait(kubeconfig: Path, out: dict[str, float]) -> None:
     rss = 0.0
     for path, value in (("sync.status", "Synced"), ("health.status", "Healthy")):
@@ -203,7 +223,7 @@ def main() -> None:
                     threads.append(threading.Thread(target=kubectl_wait, args=(kubeconfig, k)))
                 for th in threads:
                     th.start()
-                time.sleep(3)  # both have listed and are watching (not a synchronisation: a start)
+                watching(kube, len(threads))  # every waiter has listed and is watching
                 writer(kube, n, args.spread, w)
                 for th in threads:
                     th.join()

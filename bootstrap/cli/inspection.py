@@ -36,9 +36,22 @@ def validate(ctx: click.Context, site: Path, output: str | None) -> None:
 
 
 @click.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "markdown"]),
+    default="json",
+    help="json: the JSON Schema, for editors; markdown: the field reference "
+    "(docs/SITE-REFERENCE.md is this output).",
+)
 @click.pass_context
-def schema(ctx: click.Context) -> None:
-    """Print the JSON Schema of the site file (for editors)."""
+def schema(ctx: click.Context, fmt: str) -> None:
+    """Print the JSON Schema of the site file (for editors), or its Markdown reference."""
+    if fmt == "markdown":
+        from bootstrap.sitefile.reference import site_reference
+
+        deps_of(ctx).out().text_document(site_reference())
+        return
     from bootstrap.siteload import site_schema
 
     deps_of(ctx).out().document(site_schema())

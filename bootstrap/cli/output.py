@@ -80,6 +80,11 @@ class Output:
         """A JSON document that is the result in every format (``drboot schema``)."""
         click.echo(json.dumps(data, indent=2))
 
+    def text_document(self, text: str) -> None:
+        """A text document that is the result in every format (``drboot schema --format
+        markdown``): printed as it is, so ``> FILE`` writes exactly that document."""
+        click.echo(text, nl=False)
+
     def note(self, text: str) -> None:
         """A remark for the person at the terminal; not part of the JSON result."""
         if not self.json:

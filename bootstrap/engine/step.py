@@ -44,6 +44,13 @@ class Step:
     title: str = ""
 
 
+def _first_sentence(doc: str | None) -> str:
+    """A docstring's first sentence, over however many lines it runs (a step's title)."""
+    paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
+    end = paragraph.find(". ")
+    return paragraph if end < 0 else paragraph[: end + 1]
+
+
 class Pipeline:
     """An ordered, validated set of steps (the restore, a drill, a test pipeline)."""
 
@@ -70,14 +77,13 @@ class Pipeline:
                 raise ValueError(
                     f"step {step_id!r} runs after unknown step(s) {unknown}: register them first"
                 )
-            doc = (func.__doc__ or "").strip().splitlines()
             self._steps[step_id] = Step(
                 id=step_id,
                 func=func,
                 after=tuple(after),
                 retry=retry or RetryPolicy(),
                 timeout=timeout,
-                title=title or (doc[0] if doc else step_id),
+                title=title or _first_sentence(func.__doc__) or step_id,
             )
             return func
 

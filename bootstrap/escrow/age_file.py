@@ -198,7 +198,7 @@ def decrypt_bundle(
     if info.mode == "passphrase" and passphrase is None:
         raise WrongIdentity(
             f"escrow bundle {where} is passphrase-encrypted; identity files cannot open it",
-            hint="configure the passphrase environment variable instead of identity files",
+            hint="give escrow.passphrase ({env: VAR} or {file: PATH}), not identity files",
         )
     if info.mode == "recipients" and passphrase is not None:
         raise WrongPassphrase(
@@ -213,7 +213,8 @@ def decrypt_bundle(
         if exc.kind == "bad-passphrase":
             raise WrongPassphrase(
                 f"escrow passphrase rejected for {where}",
-                hint="check the passphrase environment variable, then retry",
+                hint="check the passphrase that escrow.passphrase points at (an environment "
+                "variable or a file), then retry",
             ) from None
         if exc.kind == "no-match":
             raise WrongIdentity(

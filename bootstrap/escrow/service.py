@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap import secretrefs
-from bootstrap.errors import ConfigError, EscrowError, PreflightError
+from bootstrap.errors import ConfigError, EscrowError, PreflightError, StepError
 from bootstrap.escrow.backend import EscrowBackend, make_backend
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
 from bootstrap.escrow.scan import VerifyCache, VerifyReport, scan_repo, verify
@@ -116,7 +116,8 @@ def check_repo(
     """Clone the repo at the site's revision (or ``revision``: a commit the branch moved on
     to), render the path, decrypt every SealedSecret.
 
-    Raises ``PreflightError`` listing every SealedSecret that does not open; its
+    Raises ``PreflightError`` when the site's revision cannot be cloned (git's reason kept),
+    and listing every SealedSecret that does not open; its
     ``details`` carry the whole structured result. With ``cache_file`` (incremental
     mode) values that opened in an earlier run cost no RSA operation; the file is
     rewritten with this run's entries only (it holds no plaintext, see ``VerifyCache``).
@@ -131,7 +132,16 @@ def check_repo(
         private_files(deploy_key, known_hosts) as (key, known),
     ):
         dest = Path(tmp) / "repo"
-        commit = git.clone(repo.url, repo.revision, dest, ssh_key_file=key, known_hosts_file=known)
+        try:
+            commit = git.clone(repo.url, repo.revision, dest, ssh_key_file=key,
+                               known_hosts_file=known)  # fmt: skip
+        except StepError as exc:
+            if revision is not None:
+                raise  # a commit the branch moved on to: the waiting step's policy decides
+            # The site's revision is a precondition (preflight, `escrow verify`, `wait`):
+            # an unknown revision, a refused key or host key, an unreachable server is a
+            # refusal before anything was created (exit 3), not a failed step to resume.
+            raise PreflightError(exc.message, target=exc.target, hint=exc.hint) from None
         if not (dest / repo.path).is_dir():
             raise PreflightError(
                 f"path {repo.path!r} does not exist in {repo.url} at {repo.revision} "

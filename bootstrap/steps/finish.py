@@ -67,6 +67,18 @@ def report(ctx: StepContext) -> None:
     warnings = [str(w) for w in data["warnings"]]
     for w in warnings:
         ctx.progress(f"warning: {w}")
+    # One event the end-of-run summary reads (text view; a JSON line like any progress).
+    ctx.progress(
+        f"report written: {', '.join(str(p) for p in paths)}",
+        report={
+            "files": [str(p) for p in paths],
+            "rto_seconds": rto["seconds"],
+            "rto_objective_seconds": rto["objective_seconds"],
+            "rto_met": rto["met"],
+            "warnings": warnings,
+            "lab_standins": list(info.standins),
+        },
+    )
     ctx.record(
         Reported(
             files=[str(p) for p in paths],

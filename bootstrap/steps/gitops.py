@@ -716,6 +716,8 @@ def _timeout(ctx: StepContext, t: Tally, took: float, namespace: str) -> WaitTim
     return WaitTimeout(
         f"gave up after {took:.0f}s (sync_wait.timeout): {what}",
         target=namespace,
-        hint="fix the apps named (their repo path, missing Secrets), or list them in "
-        f"sync_wait.ignore_apps; then `drboot resume {ctx.run_id}`",
+        hint="fix the apps named in Git (their repo path, missing Secrets), then "
+        f"`drboot resume {ctx.run_id}` (the wait reads Git again); to leave an app out, list it "
+        "in sync_wait.ignore_apps and run `drboot restore` again: a resume keeps the run's own "
+        "copy of the site file, and a new run's finished steps observe and change nothing",
     )

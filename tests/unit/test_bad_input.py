@@ -1,266 +1,94 @@
-"""Plausible bad input, as a table: each row is a command line an operator could type, the exit
-code the README documents for it, and words the message must hold. None may end in exit 70
-(an internal error) or a traceback.
-
-The escrow rows run against a real age bundle and config repo (``bootstrap.lab.seed``).
+"""Plausible bad input, as a table (``tests/badinput/cases.py``): each row is a command line an
+operator could type, the exit code the README documents for it, and words the message must
+hold. None may end in exit 70 (an internal error) or a traceback; nothing past the refusal is
+done, no input changes, no secret shows. A full run writes docs/BAD-INPUT.md from what the rows
+really did (``tests/badinput/document.py``); ``test_bad_input_doc.py`` holds the checked-in copy
+to the case list.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from bootstrap.cli import Deps, cli
-from bootstrap.escrow import age_file, shamir
-from bootstrap.lab.seed import OVERLAY, Seed, seed
-
-SITE = """\
-apiVersion: drboot.dev/v1
-name: badinput
-provider:
-  type: static
-  hosts:
-    - name: h1
-      address: 127.0.0.1
-ssh:
-  private_key_file: {ssh_key}
-repo:
-  url: file://{repo}
-  path: {path}
-escrow:
-{escrow}
-"""
+from tests.badinput import document
+from tests.badinput.cases import CASES, Case
+from tests.badinput.observe import Observation, observe
+from tests.badinput.world import PASSPHRASE, Lab, World
+from tests.leaks import Form, find_leaks
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seed:
-    return seed(tmp_path_factory.mktemp("lab"), "badinput", key_bits=2048)
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    return Lab.make(tmp_path_factory.mktemp("badinput"))
 
 
-@dataclass(frozen=True)
-class World:
-    """What a row builds its command line from."""
-
-    tmp: Path
-    seed: Seed
-
-    def site(self, *, bundle: str | None = None, escrow: str | None = None) -> str:
-        key = self.tmp / "id_ed25519"
-        key.write_text("not used: no host is contacted\n")
-        key.chmod(0o600)
-        path = self.tmp / "site.yaml"
-        path.write_text(
-            SITE.format(
-                ssh_key=key,
-                repo=self.seed.repo,
-                path=OVERLAY,
-                escrow=escrow
-                or "  backend: age\n"
-                f'  bundle: "{bundle if bundle is not None else self.seed.bundle}"\n'
-                f"  identity_files: [{self.seed.identity}]",
-            )
-        )
-        return str(path)
-
-    def file(self, name: str, data: bytes = b"x\n") -> str:
-        path = self.tmp / name
-        path.write_bytes(data)
-        return str(path)
-
-    def dir(self, name: str) -> str:
-        path = self.tmp / name
-        path.mkdir()
-        return str(path)
-
-    def identity(self, where: str) -> str:
-        return self.site(escrow=f"  backend: age\n  bundle: {self.seed.bundle}\n"
-                                f"  identity_files: [{where}]")  # fmt: skip
-
-    def passphrase(self, where: str) -> str:
-        return self.site(escrow=f"  backend: age\n  bundle: {self.seed.bundle}\n"
-                                f"  passphrase: {{file: {where}}}")  # fmt: skip
-
-    def shamir(self, broken: str) -> str:
-        """A real 2-of-3 split of the seed's kit; the second share path is ``broken``."""
-        kit = age_file.read_kit(self.seed.bundle, identity_files=[self.seed.identity])
-        shares = [self.tmp / f"s{i}.share" for i in (1, 2, 3)]
-        shamir.write_kit(self.tmp / "kit.shamir", kit, shares, threshold=2)
-        return self.site(
-            escrow=f"  backend: shamir\n  bundle: {self.tmp / 'kit.shamir'}\n"
-            f"  shares: [{shares[0]}, {broken}]\n  threshold: 2\n  total: 3"
-        )
+@pytest.fixture(scope="module")
+def forms(lab: Lab) -> list[Form]:
+    return lab.secret_forms()
 
 
-BINARY = bytes(range(256)) * 4
-Row = tuple[str, Callable[[World], list[str]], int, str]
-
-ROWS: list[Row] = [
-    (
-        "identity file is a directory",
-        lambda w: ["escrow", "verify", w.identity(w.dir("idd"))],
-        3,
-        "is a directory",
-    ),
-    (
-        "identity file is binary",
-        lambda w: ["escrow", "verify", w.identity(w.file("idb", BINARY))],
-        3,
-        "is not a text file",
-    ),
-    (
-        "share file is a directory",
-        lambda w: ["escrow", "verify", w.shamir(w.dir("shared"))],
-        3,
-        "is a directory",
-    ),
-    (
-        "share file is binary",
-        lambda w: ["escrow", "verify", w.shamir(w.file("shb", BINARY))],
-        3,
-        "is not a text file",
-    ),
-    (
-        "bundle path runs through a file",
-        lambda w: ["escrow", "verify", w.site(bundle=w.file("plain") + "/kit.age")],
-        3,
-        "Not a directory",
-    ),
-    (
-        "bundle path too long",
-        lambda w: ["escrow", "verify", w.site(bundle="b" * 5000)],
-        3,
-        "File name too long",
-    ),
-    (
-        "bundle path holds a NUL",
-        lambda w: ["escrow", "verify", w.site(bundle="kit\\0.age")],
-        3,
-        "NUL",
-    ),
-    (
-        "escrow verify: passphrase file missing",
-        lambda w: [
-            "escrow",
-            "verify",
-            w.passphrase(f"{w.tmp}/no-such-passphrase"),
-        ],
-        3,
-        "no-such-passphrase is not readable",
-    ),
-    (
-        "escrow status: passphrase file missing",
-        lambda w: [
-            "escrow",
-            "status",
-            w.passphrase(f"{w.tmp}/no-such-passphrase"),
-        ],
-        3,
-        "no-such-passphrase is not readable",
-    ),
-    (
-        "escrow backup: --k3s-token-file missing",
-        lambda w: [
-            "escrow",
-            "backup",
-            w.site(),
-            "--kubeconfig",
-            w.file("kc", b"apiVersion: v1\n"),
-            "--k3s-token-file",
-            str(w.tmp / "no-token"),
-        ],
-        2,
-        "does not exist",
-    ),
-    (
-        "escrow backup: --k3s-token-file binary",
-        lambda w: [
-            "escrow",
-            "backup",
-            w.site(),
-            "--kubeconfig",
-            w.file("kc", b"apiVersion: v1\n"),
-            "--k3s-token-file",
-            w.file("tok", BINARY),
-        ],
-        2,
-        "--k3s-token-file",
-    ),
-    (
-        "escrow backup: kubeconfig missing",
-        lambda w: ["escrow", "backup", w.site(), "--kubeconfig", str(w.tmp / "no-kc")],
-        2,
-        "does not exist",
-    ),
-    (
-        "escrow backup: kubeconfig is not a kubeconfig",
-        lambda w: ["escrow", "backup", w.site(), "--kubeconfig", w.file("kc", b"hello: 1\n")],
-        2,
-        "not a usable kubeconfig",
-    ),
-    (
-        "escrow status: kubeconfig is broken YAML",
-        lambda w: [
-            "escrow",
-            "status",
-            w.site(),
-            "--kubeconfig",
-            w.file("kc", b"{{{ not: yaml ::\n  - ["),
-        ],
-        2,
-        "is not valid YAML at line 1",
-    ),
-    (
-        "init into a path under a file",
-        lambda w: ["init", w.file("plain") + "/site.yaml"],
-        2,
-        "a part of the path is a file",
-    ),
-    (
-        "--state-dir is a file",
-        lambda w: ["--state-dir", w.file("statefile"), "status"],
-        2,
-        "is not a directory",
-    ),
-    (
-        "--state-dir runs through a file",
-        lambda w: ["--state-dir", w.file("statefile") + "/state", "status"],
-        2,
-        "Not a directory",
-    ),
-    (
-        "validate /dev/zero",
-        lambda w: ["validate", "/dev/zero"],
-        2,
-        "larger than",
-    ),
-    (
-        "validate a binary file",
-        lambda w: ["validate", w.file("bin.yaml", BINARY)],
-        2,
-        "not UTF-8",
-    ),
-]
+@pytest.fixture(scope="module")
+def table() -> Iterator[dict[str, Observation]]:
+    """The observations of this session; after a run of every case, the document."""
+    seen: dict[str, Observation] = {}
+    yield seen
+    if set(seen) == {c.name for c in CASES}:
+        document.write([seen[c.name] for c in CASES])
 
 
-@pytest.mark.parametrize(("args", "code", "words"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_gets_its_exit_code_and_a_clear_message(
-    tmp_path: Path, seeded: Seed, args: Callable[[World], list[str]], code: int, words: str
+    case: Case, lab: Lab, forms: list[Form], table: dict[str, Observation], tmp_path: Path
 ) -> None:
-    argv = args(World(tmp_path, seeded))
-    if argv[0] != "--state-dir":
-        argv = ["--state-dir", str(tmp_path / "state"), *argv]
-    res = CliRunner().invoke(cli, argv, obj=Deps())
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    assert res.exit_code == code, res.output
-    assert words in res.output
-    assert "Traceback" not in res.output
-    assert not (tmp_path / "state" / "crashes").exists()
+    world = World(tmp_path, lab)
+    try:
+        seen = observe(case, world, forms)
+    finally:
+        world.close()
+    table[case.name] = seen
+    assert seen.passed, "; ".join(seen.problems) + f"\n  message: {seen.message}"
+
+
+def test_the_leak_scan_of_the_table_finds_each_secret_it_looks_for(
+    lab: Lab, forms: list[Form]
+) -> None:
+    """The "secrets in output: none" column means something: each secret a row could leak is
+    found when it is there (the age identity and passphrase, a deploy key, a custodian share,
+    the kit's k3s token and sealing keys as the kit holds them)."""
+    shown = {
+        "age identity": lab.seed.identity.read_bytes(),
+        "passphrase": PASSPHRASE.encode(),
+        "wrong identity": lab.wrong_identity.read_bytes(),
+        "deploy key": lab.deploy_key.private.read_bytes(),
+        "custodian share": lab.split_b[1][2].read_bytes(),
+        "kit": lab.kit.to_json(),
+    }
+    for what, blob in shown.items():
+        assert find_leaks(forms, {what: blob}), f"the scan does not see the {what}"
+
+
+def test_a_commit_the_branch_moved_on_to_that_cannot_be_cloned_stays_a_step_failure(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The site's revision failing to clone is a preflight refusal (exit 3, the rows above);
+    a commit met later, while waiting, is the waiting step's failure (its policy decides)."""
+    from bootstrap.errors import PermanentError, PreflightError
+    from bootstrap.escrow.service import check_repo
+    from bootstrap.siteload import load_site
+
+    site = load_site(Path(World(tmp_path, lab).site(revision="no-such-branch")))
+    with pytest.raises(PreflightError, match="does not exist in the repo"):
+        check_repo(site, lab.kit)
+    with pytest.raises(PermanentError, match="does not exist in the repo") as moved:
+        check_repo(site, lab.kit, revision="0" * 40)
+    assert not isinstance(moved.value, PreflightError)
 
 
 def test_an_existing_world_writable_state_dir_is_refused_and_left_as_it_was(
