@@ -75,6 +75,7 @@ def report(ctx: StepContext) -> None:
             "rto_seconds": rto["seconds"],
             "rto_objective_seconds": rto["objective_seconds"],
             "rto_met": rto["met"],
+            "rto_active_seconds": rto["active_seconds"],
             "warnings": warnings,
             "lab_standins": list(info.standins),
         },
