@@ -101,6 +101,8 @@ class HostsPrepared(StepOutput):
 class K3sInstalled(StepOutput):
     STEP = "install-k3s"
     changed: dict[str, int] = field(default_factory=dict)
+    version: str = ""  # the pinned k3s release the playbook installed ("": journalled before)
+    version_checked: bool = False  # the playbook asserted `k3s --version` reports ``version``
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class KeysRestored(StepOutput):
     restored: list[RestoredKey] = field(default_factory=list)
     foreign_keys: list[str] = field(default_factory=list)
     warning: str | None = None
+    renewal_period_seconds: float | None = None  # the controller's key renewal period
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,9 @@ class SealingKeyVerified(StepOutput):
     STEP = "verify-sealing-key"
     serving_fingerprint: str = ""
     source: str = "service proxy"
+    # the controller serves a key it made by renewal after the restore (not escrowed yet)
+    renewed_by_controller: bool = False
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +211,8 @@ class Reported(StepOutput):
     rto_objective_seconds: float = 0.0
     rto_met: bool | None = None
     warnings: Annotated[list[str], BeforeValidator(_listed)] = field(default_factory=list)
+    # the part of the RTO drboot was running (a resumed run's wall time includes the pause)
+    rto_active_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -298,10 +298,16 @@ class WrittenReport:
     files: list[Path]
 
 
-def regenerate_report(state: StateDir, run_id: str, directory: Path | None) -> WrittenReport:
+def regenerate_report(
+    state: StateDir,
+    run_id: str,
+    directory: Path | None,
+    formats: Sequence[str] = (),
+) -> WrittenReport:
     """Write the report of ``run_id`` again, from the journal and the run's own site file.
 
-    It goes to ``directory``, else the site's ``report.directory``, else the run folder.
+    It goes to ``directory``, else the site's ``report.directory``, else the run folder; in
+    ``formats``, else the site's ``report.formats``.
     """
     site = load_run_site(state, run_id)
     from bootstrap.providers.plugin import plugin_for
@@ -311,7 +317,7 @@ def regenerate_report(state: StateDir, run_id: str, directory: Path | None) -> W
     data = from_journal(state.journal_path, run_id, model.context_for(site, standins, time.time()))
     target = directory or site.report.directory or state.run_dir(run_id)
     try:
-        files = write.write(data, target, list(site.report.formats))
+        files = write.write(data, target, list(formats or site.report.formats))
     except OSError as exc:
         raise ConfigError(
             f"cannot write the report into {target}: {exc.strerror or type(exc).__name__}",

@@ -583,8 +583,8 @@ class Report(SiteModel):
     directory: SitePath | None = Field(
         default=None, description="Report directory; None = run folder."
     )
-    formats: tuple[Literal["json", "markdown", "junit"], ...] = Field(
-        default=("json", "markdown"), description="Report formats to write."
+    formats: tuple[Literal["json", "markdown", "junit", "html"], ...] = Field(
+        default=("json", "markdown", "junit", "html"), description="Report formats to write."
     )
 
 

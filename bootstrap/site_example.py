@@ -101,7 +101,7 @@ rto:
   objective: 1h                # the report says whether the restore beat this
 
 report:
-  formats: [json, markdown]    # json | markdown | junit
+  formats: [json, markdown, junit, html]   # html: one page with the timeline picture
 
 # Prometheus metrics of every drill and restore (node-exporter's textfile collector),
 # and a webhook told the outcome, RTO and failed step (`drboot schedule install` runs drills):

@@ -132,14 +132,31 @@ def _status_lines(runs: list[RunView], steps: list[StepRow]) -> Iterator[Line]:
     type=click.Path(path_type=Path, file_okay=False),
     help="Where to write. [default: the site's report.directory, or the run folder]",
 )
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["json", "markdown", "junit", "html"]),
+    multiple=True,
+    help="A format to write (repeat for more). [default: the site's report.formats]",
+)
 @output_option
 @click.pass_context
-def report_cmd(ctx: click.Context, run_id: str, directory: Path | None, output: str | None) -> None:
-    """Write (again) the report of a run from the journal: steps, timings, RTO, warnings."""
+def report_cmd(
+    ctx: click.Context,
+    run_id: str,
+    directory: Path | None,
+    formats: tuple[str, ...],
+    output: str | None,
+) -> None:
+    """Write (again) the report of a run from the journal: steps, timings, RTO, warnings.
+
+    Formats: report.json, report.md, report.junit.xml and report.html (one self-contained
+    page with the timeline picture embedded).
+    """
     from bootstrap.runs import regenerate_report
 
     deps = deps_of(ctx, output)
-    written = regenerate_report(deps.state(), run_id, directory)
+    written = regenerate_report(deps.state(), run_id, directory, formats)
     data = written.report
     deps.out().show(
         {

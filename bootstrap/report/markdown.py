@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def _secs(value: float | None) -> str:
+def secs(value: float | None) -> str:
     if value is None:
         return "-"
     total = round(value)
@@ -28,8 +28,8 @@ def render(report: dict[str, Any]) -> str:
         verdict = "not measured (the apps never all became Synced+Healthy in this run)"
     else:
         verdict = (
-            f"**{'met' if rto['met'] else 'MISSED'}**: {_secs(rto['seconds'])} "
-            f"against an objective of {_secs(rto['objective_seconds'])}"
+            f"**{'met' if rto['met'] else 'MISSED'}**: {secs(rto['seconds'])} "
+            f"against an objective of {secs(rto['objective_seconds'])}"
         )
     lines = [f"# drboot {report['pipeline']} report: {report['site']}", ""]
     if report.get("description"):
@@ -40,6 +40,14 @@ def render(report: dict[str, Any]) -> str:
         f"- provider: {report['provider']}; reconciler: {report['reconciler']}"
         + (f"; repo rendered with {report['renderer']}" if report.get("renderer") else ""),
         f"- RTO (run start to every app Synced+Healthy): {verdict}",
+    ]
+    if rto.get("active_seconds") is not None:
+        lines.append(
+            f"- wall time from the first start {secs(rto['wall_seconds'])}; drboot was running "
+            f"{secs(rto['active_seconds'])} of it over {rto['attempts']} attempt(s); the "
+            f"objective is checked against the {rto['checked_against']} time"
+        )
+    lines += [
         "",
         "## Steps",
         "",
@@ -49,7 +57,7 @@ def render(report: dict[str, Any]) -> str:
     for s in report["steps"]:
         summary = s["error"] or s["summary"]
         lines.append(
-            f"| {s['id']} | {s['status']} | {s['attempts']} | {_secs(s['seconds'])} | "
+            f"| {s['id']} | {s['status']} | {s['attempts']} | {secs(s['seconds'])} | "
             f"{_cell(summary)[:200]} |"
         )
     conv = report.get("converged")
@@ -93,6 +101,7 @@ def render(report: dict[str, Any]) -> str:
             f"Config repo on {_cell(repo['host'])}, in {repo['country'] or 'an unknown country'}; "
             f"allowed countries: {allowed}.",
         ]
+    lines += _contents(report)
     lines += ["", "## Warnings", ""]
     lines += [f"- {_cell(w)}" for w in report["warnings"]] or ["- none"]
     if report["decisions"]:
@@ -100,7 +109,58 @@ def render(report: dict[str, Any]) -> str:
         for d in report["decisions"]:
             target = f" ({d['target']})" if d["target"] else ""
             lines.append(f"- {d['at']} {d['step']}: {_cell(d['what'])}{target}")
+    if (t := report.get("teardown")) is not None:
+        lines += ["", "## Teardown", ""]
+        if t["status"] != "done":
+            lines.append(f"- teardown {t['status']}: {_cell(t.get('error') or '')}")
+        elif t["destroyed"]:
+            lines.append("- destroyed: " + ", ".join(t["destroyed"]))
+        elif t["changed"]:
+            lines.append("- k3s removed from: " + ", ".join(sorted(t["changed"])))
+        else:
+            lines.append("- nothing was left to tear down")
     if report["lab_standins"]:
         lines += ["", "## LAB STAND-INS", "", "This was a lab run. Simulated parts:", ""]
         lines += [f"- {_cell(s)}" for s in report["lab_standins"]]
     return "\n".join(lines) + "\n"
+
+
+def _contents(report: dict[str, Any]) -> list[str]:
+    """Config repo, escrow keys, versions and overrides (the sections every format has)."""
+    lines: list[str] = []
+    if repo := report.get("config_repo"):
+        synced = repo.get("synced_commit")
+        lines += ["", "## Config repo", "",
+                  f"- `{_cell(repo['url'])}` {_cell(repo['revision'])}, path {_cell(repo['path'])}",
+                  f"- commit checked in preflight: `{repo.get('preflight_commit') or '-'}`",
+                  f"- commit that became synced: `{synced}`"
+                  + (" (escrow-verified)" if repo.get("synced_commit_verified") else "")
+                  if synced else "- commit that became synced: -"]  # fmt: skip
+    if keys := report.get("escrow_keys"):
+        lines += ["", "## Escrow keys (public fingerprints)", ""]
+        lines += [f"- restored `{k['fingerprint']}` ({k['label']}, notBefore {k['not_before']})"
+                  for k in keys["restored"]]  # fmt: skip
+        if keys.get("escrow_fingerprints"):
+            lines.append("- checked in preflight: " + ", ".join(
+                f"`{f}`" for f in keys["escrow_fingerprints"]))  # fmt: skip
+        if keys.get("serving_fingerprint"):
+            lines.append(f"- the controller serves `{keys['serving_fingerprint']}`")
+        if keys.get("newest_age_days") is not None and keys.get("renewal_period_days"):
+            lines.append(f"- newest key {keys['newest_age_days']} days old at restore; renewal "
+                         f"period {keys['renewal_period_days']} days")  # fmt: skip
+    v = report.get("versions") or {}
+    if any(v.values()):
+        k3s, rec = v.get("k3s"), v.get("reconciler")
+        lines += ["", "## Versions installed", ""]
+        if k3s:
+            how = "checked on the hosts" if k3s["checked_on_hosts"] else "not checked on the hosts"
+            lines.append(f"- k3s {k3s['version']} ({how})")
+        if rec:
+            lines.append(f"- {rec['name']} {rec['version']}")
+        if v.get("sealed_secrets"):
+            lines.append(f"- Sealed Secrets {v['sealed_secrets']}")
+    lines += ["", "## Overrides", ""]
+    lines += [f"- {o['option']}: {_cell(o['reason'])}; used on "
+              f"{_cell(', '.join(o['used_on'])) or 'nothing (not needed)'}"
+              for o in report.get("overrides") or []] or ["- none: every check was applied"]
+    return lines

@@ -1,9 +1,9 @@
 """Write a report in the chosen formats, atomically.
 
 Why it exists: the report step and any later ``drboot report RUN`` put report.json /
-report.md / report.junit.xml on disk the same way (tmp -> fsync -> rename; 0644, reports hold
-no secrets). Reading the journal is the caller's business (the report knows records, not the
-engine).
+report.md / report.junit.xml / report.html on disk the same way (tmp -> fsync -> rename;
+0644, reports hold no secrets). Reading the journal is the caller's business (the report
+knows records, not the engine).
 """
 
 from __future__ import annotations
@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.fsutil import write_atomic
-from bootstrap.report import junit, markdown
+from bootstrap.report import html, junit, markdown
 
-FILES = {"json": "report.json", "markdown": "report.md", "junit": "report.junit.xml"}
+FILES = {
+    "json": "report.json",
+    "markdown": "report.md",
+    "junit": "report.junit.xml",
+    "html": "report.html",
+}
+FORMATS = tuple(FILES)
 
 
 def render(report: dict[str, Any], fmt: str) -> str:
@@ -26,6 +32,8 @@ def render(report: dict[str, Any], fmt: str) -> str:
         return markdown.render(report)
     if fmt == "junit":
         return junit.render(report)
+    if fmt == "html":
+        return html.render(report)
     raise ValueError(f"unknown report format {fmt!r}")
 
 

@@ -40,8 +40,12 @@ def _controller(ctx: StepContext) -> str:
     return str(ctx.site.sealed_secrets.controller_name)
 
 
-def controller_manifest(namespace: str, name: str) -> list[Obj]:
-    """The shipped controller manifest, in ``namespace``, its objects named ``name``."""
+def controller_manifest(
+    namespace: str, name: str, renew_period: dt.timedelta | None = None
+) -> list[Obj]:
+    """The shipped controller manifest, in ``namespace``, its objects named ``name``; with
+    ``renew_period``, the controller renews its key on that period (``--key-renew-period``),
+    the one the site file states and the restore's backup warning is judged against."""
     from bootstrap.adapters.kube import load_manifest
 
     docs = load_manifest(MANIFESTS / "controller.yaml")
@@ -58,6 +62,11 @@ def controller_manifest(namespace: str, name: str) -> list[Obj]:
         pod = ((d.get("spec") or {}).get("template") or {}).get("spec") or {}
         if pod.get("serviceAccountName") == UPSTREAM_NAME:
             pod["serviceAccountName"] = name
+        if renew_period is not None and d.get("kind") == "Deployment":
+            for c in pod.get("containers") or []:
+                c["args"] = [a for a in c.get("args") or [] if not
+                             str(a).startswith("--key-renew-period")]  # fmt: skip
+                c["args"].append(f"--key-renew-period={int(renew_period.total_seconds())}s")
     return docs
 
 
@@ -126,6 +135,7 @@ def restore_sealing_keys(ctx: StepContext) -> None:
             ],
             foreign_keys=foreign,
             warning=_renewal_warning(ctx),
+            renewal_period_seconds=ctx.site.sealed_secrets.key_renewal_period.total_seconds(),
         )
     )
 
@@ -163,10 +173,14 @@ def _renewal_warning(ctx: StepContext) -> str | None:
     newest = kit.newest_key_not_before()
     period = ctx.site.sealed_secrets.key_renewal_period
     if newest is not None and dt.datetime.now(dt.UTC) - newest > period:
+        # The controller (0.36.6) orders keys by their certificate's notBefore and, when the
+        # newest is older than --key-renew-period, generates a key as it starts: one the
+        # escrow does not hold until the next backup.
         msg = (
             f"the newest restored key is from {newest.date()}, older than the renewal period "
-            f"({period.days} days): the controller will create a new key at once, so take a "
-            "fresh `drboot escrow backup` after the restore"
+            f"({period.days} days): the controller makes a new key as it starts, which the "
+            "escrow does not hold; back up the escrow again (`drboot escrow backup`) after "
+            "the restore"
         )
         ctx.audit("escrow backup due after restore", warning=msg)
         return msg
@@ -189,7 +203,9 @@ def install_sealed_secrets(ctx: StepContext) -> None:
         ctx.noop("CRD and controller present")
     elif ctx.will(f"install the SealedSecret CRD and the controller in {ns}"):
         kube.apply_manifest(
-            load_manifest(MANIFESTS / "crd.yaml") + controller_manifest(ns, name), namespace=ns
+            load_manifest(MANIFESTS / "crd.yaml")
+            + controller_manifest(ns, name, ctx.site.sealed_secrets.key_renewal_period),
+            namespace=ns,
         )
     else:
         return
@@ -259,6 +275,19 @@ def verify_sealing_key(ctx: StepContext) -> None:
     pem = plugin.sealing_cert(kube, ns, name, CERT_PORT, lambda m: ctx.progress(m, target=name))
     fp = sealing.cert_fingerprint(pem)
     escrowed = common.kit(ctx).fingerprints()
+    renewed = None if fp in escrowed else _renewed_key(ctx, kube, ns, fp, escrowed)
+    if renewed is not None:
+        msg = (
+            f"the controller made a new key {fp} (Secret {ns}/{renewed}) as it started: the "
+            "restored keys are older than the renewal period. It seals new secrets with it and "
+            "the escrow does not hold it: back up the escrow again (`drboot escrow backup`)"
+        )
+        ctx.audit("Sealed Secrets controller renewed its key after the restore",
+                  target=f"{ns}/{renewed}", fingerprint=fp, warning=msg)  # fmt: skip
+        ctx.record(SealingKeyVerified(serving_fingerprint=fp, source=plugin.name,
+                                      renewed_by_controller=True, warning=msg))  # fmt: skip
+        ctx.progress(f"warning: {msg}", target=f"{ns}/{name}")
+        return
     if fp not in escrowed:
         # Transient: a controller that was just restarted may serve its old key for a moment.
         raise TransientError(
@@ -269,3 +298,24 @@ def verify_sealing_key(ctx: StepContext) -> None:
         )
     ctx.record(SealingKeyVerified(serving_fingerprint=fp, source=plugin.name))
     ctx.noop(f"controller serves escrowed key {fp}", target=f"{ns}/{_controller(ctx)}")
+
+
+def _renewed_key(
+    ctx: StepContext, kube: KubeAPI, ns: str, fp: str, escrowed: list[str]
+) -> str | None:
+    """The key Secret holding ``fp`` if the controller made it by renewal after the restore:
+    the restore step found the escrowed keys older than the renewal period, and the Secret is
+    labelled, not escrowed, and newer than every restored key Secret. (A key made because the
+    controller started before its keys were back is older than them: not a renewal.)"""
+    restored = ctx.read_optional(KeysRestored)
+    if restored is None or restored.warning is None:
+        return None
+    secrets = kube.list("v1", "Secret", namespace=ns, label_selector=KEY_LABEL)
+    prints = {str(s["metadata"]["name"]): SealingKey.from_secret(s).fingerprint for s in secrets}
+    made = {str(s["metadata"]["name"]): str(s["metadata"].get("creationTimestamp") or "")
+            for s in secrets}  # fmt: skip
+    newest_restored = max((made[n] for n, f in prints.items() if f in escrowed), default="")
+    for n, f in prints.items():
+        if f == fp and f not in escrowed and newest_restored and made[n] >= newest_restored:
+            return n
+    return None

@@ -62,7 +62,13 @@ def install_k3s(ctx: StepContext) -> None:
     result = common.playbook(
         ctx, "k3s.yml", group_vars=group_vars, secret_vars={"k3s_token": token}
     )
-    ctx.record(K3sInstalled(changed=report_changes(ctx, "k3s", result)))
+    ctx.record(
+        K3sInstalled(
+            changed=report_changes(ctx, "k3s", result),
+            version=k8s.version,
+            version_checked=group_vars.get("k3s_verify_version", True) is not False,
+        )
+    )
 
 
 def write_kubeconfig(ctx: StepContext) -> Path:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import xmlschema
 import yaml
 
 from bootstrap.adapters.kube import KubeClient
@@ -41,7 +42,9 @@ from bootstrap.siteload import load_site_text
 from bootstrap.steps.gitops import install_reconciler, point_at_repo, wait_synced
 from tests.integration.conftest_lab import _unavailable, lab_missing_reason
 from tests.integration.labrun import LabSite, events, lab_site_fixture, run_id, step_events
+from tests.integration.test_report_browser import screenshot
 from tests.stepkit import step_context
+from tests.unit.test_report_formats import XSD as JUNIT_XSD
 
 pytestmark = [pytest.mark.integration]
 
@@ -52,7 +55,7 @@ sync_wait:
   poll_interval: 1s
   stable_for: 5s
 report:
-  formats: [json, markdown, junit]
+  formats: [json, markdown, junit, html]
 """
 
 
@@ -215,6 +218,36 @@ def test_drill_waits_for_every_app_reports_rto_and_tears_down(drill_site: LabSit
     assert by_step["report"]["status"] == "done", by_step["report"]
     assert all(st["status"] in ("done", "skipped") for st in report["steps"]), report["steps"]
     assert [st["id"] for st in report["steps"]][-2:] == ["teardown", "report"]
+    _check_report_contents(run_dir, report, fixed, verified)
+
+
+def _check_report_contents(
+    run_dir: Path, report: dict[str, Any], fixed: str, verified: str
+) -> None:
+    """What the drill's report says, from a run in three processes (failed in the wait, resumed
+    to the wait, resumed to the end): both RTO figures, the repo and commits, the keys by
+    fingerprint, the versions, the teardown; the HTML page opens in headless Chromium."""
+    rto = report["rto"]
+    assert rto["attempts"] == 3 and rto["checked_against"] == "wall"
+    assert 0 < rto["active_seconds"] <= rto["wall_seconds"] == rto["seconds"]
+    repo = report["config_repo"]
+    assert (repo["preflight_commit"], repo["synced_commit"]) == (verified, fixed)
+    assert repo["synced_commit_verified"] is True and repo["url"].startswith("file://")
+    keys = report["escrow_keys"]
+    restored = [k["fingerprint"] for k in keys["restored"]]
+    assert restored and set(restored) <= set(keys["escrow_fingerprints"])
+    assert keys["serving_fingerprint"] in restored
+    versions = report["versions"]
+    assert versions["k3s"]["version"] and versions["sealed_secrets"] == "0.36.6"
+    assert versions["reconciler"] == {"name": "argocd", "version": "v3.5.1"}
+    assert report["teardown"]["status"] == "done"
+    assert report["teardown"]["destroyed"] == ["server-1"]
+    assert [a["name"] for a in report["timeline"]["apps"]] == ["root"]
+    xmlschema.XMLSchema(str(JUNIT_XSD)).validate(str(run_dir / "report.junit.xml"))
+    page = (run_dir / "report.html").read_text()
+    assert fixed in page and "LAB STAND-IN" in page
+    shot = screenshot(run_dir / "report.html", run_dir.parent.parent / "shot")
+    assert shot.stat().st_size > 10_000
 
 
 # -- Flux against the real API server (the lab's file:// repos are refused by Flux's CRD) -------

@@ -73,7 +73,10 @@ def test_report_of_a_run_whose_report_step_counted_a_warning(tmp_path: Path) -> 
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     run_dir = state / "runs" / RUN_ID  # no --directory, no report.directory: the run folder
-    assert doc["files"] == [str(run_dir / "report.json"), str(run_dir / "report.md")]
+    assert doc["files"] == [
+        str(run_dir / name)
+        for name in ("report.json", "report.md", "report.junit.xml", "report.html")
+    ]
     assert doc["warnings"] == [WARNING]
     assert doc["rto"]["seconds"] == 60
 

@@ -146,6 +146,9 @@ def test_data_dir_and_node_labels_reach_the_k3s_units(tmp_path: Path, monkeypatc
     monkeypatch.setattr(RunResources, "kit", lambda self: type("K", (), {"k3s_token": "t"})())
     kubernetes.install_k3s(ctx)
     assert captured["k3s_data_dir"] == "/srv/k3s"
+    # the report's "versions installed": the pinned release the role asserted on the hosts
+    assert ctx.outputs["version"] == s.kubernetes.version == captured["k3s_version"]
+    assert ctx.outputs["version_checked"] is True
     host_vars = captured["inventory"]["all"]["children"]["servers"]["hosts"]["s1"]
     assert host_vars["k3s_node_labels"] == {"tier": "control"}
     variables = _role_defaults() | {

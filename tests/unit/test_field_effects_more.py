@@ -39,6 +39,7 @@ from bootstrap.errors import (
     HostKeyMismatch,
     PermanentError,
     PreflightError,
+    TransientError,
     WaitTimeout,
 )
 from bootstrap.escrow import TooFewShares, WrongIdentity, age_file, service, shamir
@@ -46,6 +47,7 @@ from bootstrap.escrow.backend import AgeFileBackend, ShamirBackend
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
 from bootstrap.hostkeys import HostKeyExpectation, PublicKey, decide
 from bootstrap.kubeapi import Listed, WatchCancel, WatchEvent
+from bootstrap.outputs import KeysRestored
 from bootstrap.providers import provider_for
 from bootstrap.providers.base import HostInfo
 from bootstrap.settings import Site
@@ -270,10 +272,11 @@ def _journal_with_a_restored_run(ctx: StepContext, ready_after: float) -> None:
 @pytest.mark.parametrize(
     ("sections", "where", "files", "objective", "met"),
     [
-        ({}, None, ["report.json", "report.md"], 3600, True),
+        ({}, None, ["report.html", "report.json", "report.junit.xml", "report.md"], 3600, True),
         ({"report": "{directory: out, formats: [junit, json]}"}, "out",
          ["report.json", "report.junit.xml"], 3600, True),
-        ({"rto": "{objective: 5m}"}, None, ["report.json", "report.md"], 300, False),
+        ({"rto": "{objective: 5m}", "report": "{formats: [json, markdown]}"}, None,
+         ["report.json", "report.md"], 300, False),
     ],
     ids=["defaults", "directory-and-formats", "objective"],
 )  # fmt: skip
@@ -948,6 +951,52 @@ def test_sealed_secrets_namespace_and_controller_name_reach_the_cluster(
     assert verify.outputs["serving_fingerprint"] == sealing_key.fingerprint
 
 
+@pytest.mark.parametrize(
+    ("due", "made_after_restore", "accepted"),
+    [(True, True, True), (False, True, False), (True, False, False)],
+    ids=["renewed", "not-due", "made-before-the-restore"],
+)
+def test_a_key_the_controller_made_by_renewal_is_accepted_with_a_backup_warning(
+    tmp_path: Path, sealing_key: SealingKey, due: bool, made_after_restore: bool, accepted: bool
+) -> None:
+    """The restored keys are older than the renewal period: the controller (orders keys by
+    notBefore) makes a new key as it starts and serves it. That key is expected, not foreign:
+    verify accepts it and says the escrow needs a new backup. A key served when no renewal
+    was due, or one made before the restored keys existed, is still refused."""
+    from bootstrap import sealing
+
+    ns = "sealing"
+    cluster = RecordingCluster()
+    restored = sealing_key.to_secret(ns)
+    restored["metadata"]["creationTimestamp"] = "2026-11-30T01:00:00Z"
+    cluster.create(restored)
+    key, cert = sealing.generate_key(bits=2048)
+    made = sealing.key_secret_manifest(key, cert, "sealed-secrets-keyzzzzz", ns)
+    made["metadata"]["creationTimestamp"] = (
+        "2026-11-30T01:00:07Z" if made_after_restore else "2026-11-30T00:59:00Z"
+    )
+    cluster.create(made)
+    cluster.create({"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "ss", "namespace": ns}})  # fmt: skip
+    cluster.served = cert
+    s = make_site(tmp_path, sealed_secrets=f"{{namespace: {ns}, controller_name: ss}}")
+    verify = given(tmp_path, s, "verify-sealing-key", kube=cluster, kit=_kit(sealing_key))
+    verify._scope.outputs["restore-sealing-keys"] = KeysRestored(
+        warning="the newest restored key is from 2026-01-01, older than the renewal period"
+        if due else None
+    ).to_json()  # fmt: skip
+    new_fp = sealing.cert_fingerprint(cert)
+    if not accepted:
+        with pytest.raises(TransientError, match="not in the escrow"):
+            keys.verify_sealing_key(verify)
+        return
+    keys.verify_sealing_key(verify)
+    out = verify.outputs
+    assert out["serving_fingerprint"] == new_fp and out["renewed_by_controller"] is True
+    assert f"the controller made a new key {new_fp}" in out["warning"]
+    assert "back up the escrow again" in out["warning"]
+
+
 @pytest.mark.parametrize(("period", "warned"), [("30d", True), ("60d", False)])
 def test_key_renewal_period_decides_the_backup_warning(
     tmp_path: Path,
@@ -967,6 +1016,14 @@ def test_key_renewal_period_decides_the_backup_warning(
     assert (warning is not None) == warned
     if warned:
         assert "older than the renewal period (30 days)" in warning
+        assert "back up the escrow again" in warning
+    days = 30 if period == "30d" else 60
+    assert ctx.outputs["renewal_period_seconds"] == days * 86400
+    # the controller renews on the same period the warning is judged against
+    docs = keys.controller_manifest("sealing", "ss", s.sealed_secrets.key_renewal_period)
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--key-renew-period={days * 86400}s" in args
 
 
 @pytest.mark.parametrize("verify", [True, False])

@@ -165,7 +165,7 @@ def test_unknown_run_and_format(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         from_journal(path, "no-such-run", ctx(start))
     with pytest.raises(ValueError, match="unknown report format"):
-        write.render({}, "html")
+        write.render({}, "pdf")
 
 
 def test_hosts_section_has_country_fio_and_cpu_figures_and_the_repo_location(

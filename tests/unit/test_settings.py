@@ -109,7 +109,7 @@ def test_defaults_are_filled_and_documented_values_hold() -> None:
     assert site.sealed_secrets.key_renewal_period == timedelta(days=30)
     assert site.sync_wait.stable_for == timedelta(seconds=30)
     assert site.reconciler.type == "argocd"
-    assert site.report.formats == ("json", "markdown")
+    assert site.report.formats == ("json", "markdown", "junit", "html")
     assert site.disk_gate.p99_fdatasync_ms == 10.0
     assert not site.ssh.use_sudo()
 

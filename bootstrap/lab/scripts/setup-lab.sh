@@ -16,8 +16,9 @@ set -euo pipefail
 
 CACHE_ROOT="${1:-${DRBOOT_LAB_CACHE:-/var/cache/drboot-lab}}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# chromium: tests/integration/test_report_browser.py opens the HTML report headless.
 PACKAGES=(systemd-container debootstrap apt-cacher-ng iproute2 fio openssh-client
-          e2fsprogs util-linux procps git openssl ca-certificates)
+          e2fsprogs util-linux procps git openssl ca-certificates chromium)
 ACNG_PORT=3142
 
 log() { echo "setup-lab: $*" >&2; }
