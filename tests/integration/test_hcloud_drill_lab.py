@@ -29,7 +29,7 @@ from tests.doubles.drboot_lab_cluster import standin_dir
 from tests.doubles.hcloud_double import TOKEN, HcloudDouble
 from tests.doubles.servers import LabServers
 from tests.integration.conftest_lab import lab_missing_reason
-from tests.integration.labrun import REPO, LiveRun, events, run_id, step_events
+from tests.integration.labrun import REPO, LiveRun, run_id, step_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
