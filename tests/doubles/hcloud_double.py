@@ -237,7 +237,8 @@ class HcloudDouble:
         self.networks: dict[int, dict[str, Any]] = {}
         self.firewalls: dict[int, dict[str, Any]] = {}
         self.actions: dict[int, dict[str, Any]] = {}
-        self.max_servers_seen = 0
+        self.max_servers_seen = 0  # most drboot-labelled servers at once (any site)
+        self.max_per_site: dict[str, int] = {}  # most servers of one site at once
         self.servers_created = 0
         self.server_created = threading.Event()  # set by every create (a test waits on it)
         self._ids = iter(range(1000, 10**9))
@@ -657,6 +658,10 @@ class HcloudDouble:
         self.servers_created += 1
         self.server_created.set()
         self.max_servers_seen = max(self.max_servers_seen, len(self.labelled()))
+        site = server["labels"].get("drboot.dev/site")
+        if site is not None:
+            now = sum(s["labels"].get("drboot.dev/site") == site for s in self.servers.values())
+            self.max_per_site[site] = max(self.max_per_site.get(site, 0), now)
         action = self._new_action("create_server", [(sid, "server")])
         stuck = any(part in name for part in self.faults.stuck_names)
         if not stuck:

@@ -169,7 +169,7 @@ def test_drill_through_the_hetzner_double_reaches_synced_and_leaves_nothing(
     # the connection verified the host key drboot pinned before the server existed
     connected = [e for e in step_events(res, "connect") if e["kind"] == "step.done"]
     assert connected
-    assert cs.double.servers_created == 1 and cs.double.max_servers_seen == 1
+    assert cs.double.servers_created == 1 and cs.double.max_per_site[cs.name] == 1
     created = [r for r in cs.double.requests if r.method == "POST" and r.path == "/v1/servers"]
     assert len(created) == 1
     # nothing of the drill is left: no drboot server of this site, no lab host
@@ -202,7 +202,7 @@ def test_sigkill_between_create_and_running_then_resume_uses_the_same_server(
     res = cs.drboot("resume", rid, "--until", "connect")
     assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-5000:]
     assert any("exists" in e.get("message", "") for e in step_events(res, "provision"))
-    assert cs.double.servers_created == 1 and cs.double.max_servers_seen == 1
+    assert cs.double.servers_created == 1 and cs.double.max_per_site[cs.name] == 1
     (server,) = cs.drboot_servers()
     assert server["status"] == "running"
 
@@ -230,7 +230,7 @@ def test_quota_half_way_through_ha_then_resume_completes_without_duplicates(
     again = cs.drboot("resume", rid)
     assert again.returncode == 0, again.stderr[-3000:] + again.stdout[-5000:]
     assert _done(again, "wait-synced") and _done(again, "teardown")
-    assert cs.double.servers_created == 3 and cs.double.max_servers_seen == 3
+    assert cs.double.servers_created == 3 and cs.double.max_per_site[cs.name] == 3
     cs.double.wait_idle()
     assert cs.drboot_servers() == [] and cs.lab.hosts() == []
     assert not cs.double.networks  # the drill's private network went with it
