@@ -182,7 +182,9 @@ def test_quota_half_way_is_a_clear_error_and_a_resume_buys_only_the_rest(
     prov = hosts(s, tmp_path, RUN)
     with pytest.raises(PermanentError) as err:
         prov.create(prov.wanted(), lambda _: None)
-    assert "limit is reached" in err.value.message and "resume" in (err.value.hint or "")
+    assert "limit is reached" in err.value.message
+    assert f"`drboot resume {RUN}`" in (err.value.hint or "")
+    assert f"`drboot teardown {RUN}` destroys what it made" in (err.value.hint or "")
     assert err.value.exit_code == ExitCode.STEP_FAILED
     assert double.servers_created == 2
 
