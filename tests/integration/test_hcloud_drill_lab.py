@@ -182,6 +182,13 @@ def test_drill_through_the_hetzner_double_reaches_synced_and_leaves_nothing(
     assert cs.double.servers_created == 1 and cs.double.max_per_site[cs.name] == 1
     created = [r for r in cs.double.requests if r.method == "POST" and r.path == "/v1/servers"]
     assert len(created) == 1
+    # neither the token nor a host private key is anywhere in drboot's state (journal, audit
+    # log, run folders, pinned keys) or its output
+    for path in (p for p in cs.state.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        assert TOKEN.encode() not in data, path
+        assert b"PRIVATE KEY" not in data, path
+    assert TOKEN not in res.stdout + res.stderr and "PRIVATE KEY" not in res.stdout
     # nothing of the drill is left: no drboot server of this site, no lab host
     cs.double.wait_idle()
     assert cs.drboot_servers() == []
