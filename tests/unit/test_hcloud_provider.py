@@ -340,3 +340,14 @@ def test_bad_hcloud_fields_are_refused_at_validation(
         site(tmp_path, double, op_key, **provider)
     shown = err.value.format() + " ".join(repr(p) for p in err.value.problems)
     assert message in shown and "hunter2" not in shown
+
+
+def test_listings_follow_the_pagination_meta(
+    tmp_path: Path, double: HcloudDouble, op_key: Path
+) -> None:
+    for i in range(60):
+        double.add_server(f"old-drill-{i}", {SITE_LABEL: f"site{i}"})
+    prov = hosts(site(tmp_path, double, op_key), tmp_path)
+    found = prov.labelled()
+    assert len(found) == 60 and {s.site for s in found} == {f"site{i}" for i in range(60)}
+    assert double.count("GET", "/v1/servers") == 2  # 50 per page: two pages
