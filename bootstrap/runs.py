@@ -151,6 +151,7 @@ def start(
             bus=_bus(req, journal),
             options=options,
             until=req.until,
+            pipeline=pipeline.name,
         )
         return ended(req.state, journal, scope, execute(pipeline, journal, scope))
     finally:
@@ -200,6 +201,7 @@ def resume(run_id: str, pipelines: dict[str, Pipeline], req: RunRequest) -> RunR
                 bus=bus,
                 options=options,
                 until=req.until,
+                pipeline=pipeline.name,
             )
             _remove_leftovers(scope)
             return ended(req.state, journal, scope, execute(pipeline, journal, scope))
@@ -379,6 +381,7 @@ def dry_run(pipeline: Pipeline, site: Site, req: RunRequest) -> RunResult:
             run_dir=run_dir,
             bus=_bus(req, journal, dry_run=True),
             options=req.options,
+            pipeline=pipeline.name,
         )
         return plan(pipeline, scope)
     finally:

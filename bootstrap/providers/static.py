@@ -14,7 +14,9 @@ class StaticHosts:
     creates_hosts = False
     manages_ssh_key = False
 
-    def __init__(self, site: Site, state_root: Path | None = None) -> None:
+    def __init__(
+        self, site: Site, state_root: Path | None = None, drill_run: str | None = None
+    ) -> None:
         assert isinstance(site.provider, StaticProvider)
         self.site = site
         self.cfg: StaticProvider = site.provider
@@ -44,6 +46,9 @@ class StaticHosts:
             )
             for h in hosts
         ]
+
+    def describe(self, names: list[str]) -> str | None:
+        return None
 
     def create(self, names: list[str], progress: Progress) -> list[HostInfo]:
         raise PermanentError(
