@@ -19,6 +19,7 @@ class RunOptions:
     trust_on_first_use: bool = False  # accept unknown SSH host keys once (audited)
     site_dir: str | None = None  # the site file's folder: relative paths resolve against it
     accept_slow_cpu: str | None = None  # go past the CPU gate; the reason is audited
+    keep_on_failure: bool = False  # a failed drill keeps its throw-away hosts (to resume)
 
     def to_json(self) -> dict[str, Any]:
         """The journal form: only what is set (the keys older drboot versions wrote)."""
@@ -31,12 +32,17 @@ class RunOptions:
             out["trust_on_first_use"] = True
         if self.site_dir:
             out["site_dir"] = self.site_dir
+        if self.keep_on_failure:
+            out["keep_on_failure"] = True
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunOptions:
         """Read a journalled row; unknown keys (from another drboot version) are refused."""
-        known = {"accept_slow_disk", "accept_slow_cpu", "trust_on_first_use", "site_dir"}
+        known = {
+            "accept_slow_disk", "accept_slow_cpu", "trust_on_first_use", "site_dir",
+            "keep_on_failure",
+        }  # fmt: skip
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown run option(s) {', '.join(unknown)}")
@@ -48,6 +54,7 @@ class RunOptions:
             accept_slow_cpu=str(slow_cpu) if slow_cpu else None,
             trust_on_first_use=bool(data.get("trust_on_first_use", False)),
             site_dir=str(site_dir) if site_dir else None,
+            keep_on_failure=bool(data.get("keep_on_failure", False)),
         )
 
     def overridden_by(self, newer: RunOptions) -> RunOptions:
@@ -58,4 +65,5 @@ class RunOptions:
             accept_slow_cpu=newer.accept_slow_cpu or self.accept_slow_cpu,
             trust_on_first_use=newer.trust_on_first_use or self.trust_on_first_use,
             site_dir=self.site_dir or newer.site_dir,
+            keep_on_failure=newer.keep_on_failure or self.keep_on_failure,
         )

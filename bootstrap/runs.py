@@ -31,9 +31,9 @@ from bootstrap.audit import AuditLog
 from bootstrap.engine.context import RunScope
 from bootstrap.engine.journal import Journal, RunRow, RunStatus, StepRow
 from bootstrap.engine.lock import MachineLock, SiteLock
-from bootstrap.engine.runner import RunResult, execute, plan
+from bootstrap.engine.runner import RunResult, execute, execute_after_end, plan
 from bootstrap.engine.step import Pipeline
-from bootstrap.errors import BootstrapError, ConfigError, RtoMissed
+from bootstrap.errors import BootstrapError, ConfigError, ExitCode, RtoMissed
 from bootstrap.events import Event, EventBus, Observer
 from bootstrap.fsutil import private_dir, write_atomic
 from bootstrap.options import RunOptions
@@ -153,7 +153,10 @@ def start(
             until=req.until,
             pipeline=pipeline.name,
         )
-        return ended(req.state, journal, scope, execute(pipeline, journal, scope))
+        result = _tear_down_failed_drill(
+            pipeline, journal, scope, execute(pipeline, journal, scope)
+        )
+        return ended(req.state, journal, scope, result)
     finally:
         machine.release()
         lock.release()
@@ -173,6 +176,7 @@ def resume(run_id: str, pipelines: dict[str, Pipeline], req: RunRequest) -> RunR
                 f"run {run_id} already finished ok; nothing to resume",
                 hint="start a new run with `drboot restore SITE`",
             )
+        _refuse_torn_down(journal, row)
         pipeline = pipelines.get(row.pipeline)
         if pipeline is None:
             raise ConfigError(
@@ -204,12 +208,73 @@ def resume(run_id: str, pipelines: dict[str, Pipeline], req: RunRequest) -> RunR
                 pipeline=pipeline.name,
             )
             _remove_leftovers(scope)
-            return ended(req.state, journal, scope, execute(pipeline, journal, scope))
+            result = _tear_down_failed_drill(
+                pipeline, journal, scope, execute(pipeline, journal, scope)
+            )
+            return ended(req.state, journal, scope, result)
         finally:
             machine.release()
             lock.release()
     finally:
         journal.close()
+
+
+CLEANUP_STEPS = ("teardown", "report")  # what a failed drill still runs, in this order
+
+
+def _tear_down_failed_drill(
+    pipeline: Pipeline, journal: Journal, scope: RunScope, result: RunResult
+) -> RunResult:
+    """A drill that failed or was interrupted still destroys its throw-away hosts and writes
+    its report: a failed drill must not leave billable servers behind. The run stays failed,
+    with its own error and exit code. ``--keep-on-failure`` keeps the hosts (to debug and
+    resume); a teardown that fails itself is a warning naming ``drboot teardown RUN_ID``."""
+    if (
+        scope.pipeline != "drill"
+        or result.status not in ("failed", "interrupted")
+        or scope.options.keep_on_failure
+        or result.failed_step in CLEANUP_STEPS
+    ):
+        return result
+    cleanup = Pipeline("drill-cleanup").include(
+        pipeline, without=tuple(i for i in pipeline.ids() if i not in CLEANUP_STEPS)
+    )
+    scope.bus.emit(Event(
+        kind="step.progress", run_id=scope.run_id, step="teardown",
+        message=f"the drill failed at {result.failed_step}: tearing down its throw-away hosts "
+        "(--keep-on-failure keeps them)", data={"after_failure": result.failed_step},
+    ))  # fmt: skip
+    again = replace(scope, until=None, outputs=dict(scope.outputs), shared={}, closers=[])
+    try:
+        done = execute_after_end(cleanup, journal, again)
+    except KeyboardInterrupt:
+        done = RunResult(scope.run_id, int(ExitCode.INTERRUPTED), "interrupted", "teardown")
+    if done.status != "ok":
+        why = done.error.message if done.error else done.status
+        scope.bus.emit(Event(
+            kind="warning", run_id=scope.run_id, step=done.failed_step,
+            message=f"the failed drill's {done.failed_step} did not finish ({why}): "
+            f"run `drboot teardown {scope.run_id}`",
+        ))  # fmt: skip
+    elif result.error is not None:
+        result.error.hint = (
+            "the drill's throw-away hosts were torn down: fix the cause and start a new drill "
+            "(--keep-on-failure keeps a failed drill's hosts, to resume it)"
+        )
+    return result
+
+
+def _refuse_torn_down(journal: Journal, row: RunRow) -> None:
+    """A failed drill whose hosts were torn down has nothing left to resume."""
+    if row.pipeline != "drill" or row.status == "ok":
+        return
+    steps = {s.step_id: s.status for s in journal.steps(row.id)}
+    if steps.get("teardown") == "done":
+        raise ConfigError(
+            f"drill {row.id} failed and its throw-away hosts were torn down: nothing to resume",
+            hint="start a new drill (`drboot drill SITE_FILE`); to resume a failed drill, run "
+            "it with --keep-on-failure, which keeps its hosts",
+        )
 
 
 def ended(state: StateDir, journal: Journal, scope: RunScope, result: RunResult) -> RunResult:

@@ -59,6 +59,12 @@ _RUN_OPTIONS = [
         help="Accept unknown SSH host keys once; they are journalled and audited.",
     ),
     click.option(
+        "--keep-on-failure",
+        is_flag=True,
+        help="A drill that fails keeps its throw-away hosts (to debug and `drboot resume`); "
+        "`drboot teardown RUN_ID` removes them later. Without it a failed drill tears down.",
+    ),
+    click.option(
         "--until",
         metavar="STEP",
         default=None,
@@ -82,6 +88,7 @@ def run_options(command: Callable[..., None]) -> Callable[..., None]:
         accept_slow_disk: str | None,
         accept_slow_cpu: str | None,
         trust_on_first_use: bool,
+        keep_on_failure: bool,
         until: str | None,
         force_unlock: bool,
         output: str | None,
@@ -91,6 +98,7 @@ def run_options(command: Callable[..., None]) -> Callable[..., None]:
             accept_slow_disk=accept_slow_disk or None,
             accept_slow_cpu=accept_slow_cpu or None,
             trust_on_first_use=trust_on_first_use,
+            keep_on_failure=keep_on_failure,
         )
         command(*args, run=RunArgs(options, until, force_unlock, output), **kwargs)
 

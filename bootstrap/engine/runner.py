@@ -207,6 +207,19 @@ def execute(
     return result
 
 
+def execute_after_end(pipeline: Pipeline, journal: Journal, scope: RunScope) -> RunResult:
+    """Run ``pipeline``'s unfinished steps for a run that has already ended (a failed drill's
+    teardown and report). The run keeps the status, exit code and error it ended with."""
+    row = journal.run(scope.run_id)
+    try:
+        return _walk(pipeline, journal, scope, None)
+    finally:
+        scope.close()
+        if row is not None:
+            code = row.exit_code if row.exit_code is not None else 0
+            journal.finish_run(row.id, row.status, code, row.error)
+
+
 def _walk(
     pipeline: Pipeline,
     journal: Journal,

@@ -15,7 +15,7 @@ from bootstrap.engine.context import StepContext
 from bootstrap.engine.journal import Journal
 from bootstrap.engine.step import RetryPolicy
 from bootstrap.errors import PermanentError
-from bootstrap.outputs import Reported, TornDown
+from bootstrap.outputs import Connected, Reported, TornDown
 from bootstrap.report import model
 from bootstrap.steps import common
 from bootstrap.steps.registry import DRILL_EXTRA, REPORT_STEP, step
@@ -98,6 +98,10 @@ def teardown(ctx: StepContext) -> None:
     site = ctx.site
     prov = common.provider(ctx)
     if not prov.creates_hosts:
+        if not ctx.dry_run and ctx.read_optional(Connected) is None:
+            ctx.noop("the drill never reached its hosts: no k3s to remove")
+            ctx.record(TornDown())
+            return
         n = len(common.hosts(ctx))
         if ctx.will(f"run teardown.yml on {n} host(s): remove k3s and its data"):
             result = common.playbook(

@@ -137,7 +137,7 @@ def test_drill_waits_for_every_app_reports_rto_and_tears_down(drill_site: LabSit
     _set_broken_app(repo, present=True)
 
     # 1. An app whose Secret cannot exist: the wait gives up, naming the app and the reason.
-    r1 = ls.drboot("drill", str(ls.site))
+    r1 = ls.drboot("drill", str(ls.site), "--keep-on-failure")  # kept, to resume
     assert r1.returncode == 5, r1.stderr + r1.stdout[-3000:]
     rid = run_id(r1)
     failed = [e for e in step_events(r1, "wait-synced") if e["kind"] == "step.failed"]

@@ -239,7 +239,18 @@ def test_quota_half_way_through_ha_then_resume_completes_without_duplicates(
 ) -> None:
     cs = ha
     cs.double.faults.max_servers = 2
-    res = cs.drboot("drill", str(cs.site))
+    # A failed drill tears down what it bought: no server and no lab host is left behind.
+    torn = cs.drboot("drill", str(cs.site))
+    assert torn.returncode == 4, torn.stderr[-3000:] + torn.stdout[-5000:]
+    assert _done(torn, "teardown") and _done(torn, "report")
+    assert cs.double.servers_created == 2
+    cs.double.wait_idle()
+    assert cs.drboot_servers() == [] and cs.lab.hosts() == []
+    refused = cs.drboot("resume", run_id(torn))
+    assert refused.returncode == 2 and "nothing to resume" in refused.stdout + refused.stderr
+
+    # With --keep-on-failure the drill keeps them, and resumes once the limit is raised.
+    res = cs.drboot("drill", str(cs.site), "--keep-on-failure")
     assert res.returncode == 4, res.stderr[-3000:] + res.stdout[-5000:]
     failed = [e for e in step_events(res, "provision") if e["kind"] == "step.failed"]
     assert failed and "limit is reached" in failed[0]["message"], res.stdout[-3000:]
@@ -252,7 +263,7 @@ def test_quota_half_way_through_ha_then_resume_completes_without_duplicates(
     again = cs.drboot("resume", rid)
     assert again.returncode == 0, again.stderr[-3000:] + again.stdout[-5000:]
     assert _done(again, "wait-synced") and _done(again, "teardown")
-    assert cs.double.servers_created == 3 and cs.double.max_per_site[cs.name] == 3
+    assert cs.double.servers_created == 2 + 3 and cs.double.max_per_site[cs.name] == 3
     cs.double.wait_idle()
     assert cs.drboot_servers() == [] and cs.lab.hosts() == []
     assert not cs.double.networks  # the drill's private network went with it
