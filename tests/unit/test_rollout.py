@@ -243,3 +243,27 @@ def test_plain_lines_on_a_pipe(tmp_path: Path) -> None:
     assert "alpha: step disk-gate" in out and "bravo: failed at step disk-gate, exit 3" in out
     assert "report: " in out and "rollout.md" in out
     assert "bravo: FAILED at disk-gate" in done.stderr
+
+
+def test_ctrl_c_interrupts_every_site_and_the_report_says_so(tmp_path: Path) -> None:
+    files = _sites(tmp_path, "alpha", "bravo")
+    proc = subprocess.Popen(
+        [*FX, "--state-dir", str(tmp_path / "state"), "-o", "json", "rollout", *map(str, files)],
+        env=_env(tmp_path, ROLLFX_HOLD="alpha"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    wait_until(lambda: (tmp_path / "hold-alpha.fifo").exists(), what="alpha holding")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    final = json.loads(out.splitlines()[-1])
+    states = {s["site"]: s["state"] for s in final["sites"]}
+    assert states["alpha"] == "interrupted"
+    alpha = next(s for s in final["sites"] if s["site"] == "alpha")
+    assert alpha["exit_code"] == 130 and alpha["failed_step"] == "disk-gate"
+    assert final["exit_code"] == 130 and "INTERRUPTED" in Path(final["report"][1]).read_text()
+    # the child recorded its own interruption: resumable, nothing left running
+    assert {r[1]: r[2] for r in _runs(tmp_path)}["alpha"] == "interrupted"
