@@ -88,6 +88,13 @@ def site_files(arguments: list[Path]) -> list[Path]:
                     hint="name the site files, or the folder that holds them",
                 )
             out.extend(found)
+        elif arg.exists() and not arg.is_file():
+            raise ConfigError(
+                f"{arg}: not a regular file (a pipe?)",
+                path=str(arg),
+                hint="each site of a rollout is read again by its own drboot process: "
+                "give site files, not pipes",
+            )
         else:
             out.append(arg)
     seen: set[Path] = set()

@@ -169,6 +169,8 @@ def test_bad_input_is_refused_before_any_site_starts(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     code, events, _ = _rollout(tmp_path, str(tmp_path / "empty"), env=env)
     assert code == 2 and "no site files" in events[0]["error"]
+    code, events, _ = _rollout(tmp_path, str(good[0]), "/dev/null", env=env)
+    assert code == 2 and "not a regular file" in events[0]["error"]
     code, _, err = _rollout(tmp_path, str(good[0]), "--parallel", "0", env=env)
     assert code == 2 and "--parallel" in err
     assert not (tmp_path / "acts.log").exists()
