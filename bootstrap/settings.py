@@ -725,6 +725,11 @@ class Site(SiteModel):
     kind: Literal["Site"] = Field(default="Site", description="Always Site.")
     name: SiteName = Field(description="Site name; keys the lock and the journal.")
     description: str = Field(default="", description="Free text for humans.")
+    extends: str | None = Field(
+        default=None,
+        description="A base site file this one is laid over (path relative to this file): "
+        "mappings merged, lists and values replaced; resolved when the file is loaded.",
+    )
     provider: Provider = Field(description="Where the hosts come from.")
     kubernetes: Kubernetes = Field(
         default_factory=lambda: Kubernetes(), description="The k3s cluster."

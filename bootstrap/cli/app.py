@@ -39,6 +39,8 @@ class Deps:
     state_dir: Path | None = None
     audit_anchor: Path | None = None
     output: Format = "text"
+    # the drboot a rollout starts for each site, after the python: tests give a fixture CLI
+    program: tuple[str, ...] | None = None
 
     def get_pipelines(self) -> dict[str, Pipeline]:
         if self.pipelines is not None:

@@ -85,22 +85,27 @@ def _child(container: Any, el: str | int) -> tuple[bool, Any]:
     return False, None
 
 
-def _mark_for(loc: Loc, absent: bool, on_key: bool, marks: Marks) -> tuple[int | None, int | None]:
+def _mark_for(
+    loc: Loc, absent: bool, on_key: bool, marks: Marks
+) -> tuple[int | None, int | None, str | None]:
+    """Line, column and (for a site assembled with ``extends``) the file of ``loc``."""
+    found: Loc = loc
     if absent:
         # a missing field: point at the key of the mapping that lacks it
-        parent = loc[:-1]
+        found = loc[:-1]
         while True:
-            pos = marks.key.get(parent) or marks.value.get(parent)
-            if pos is not None or not parent:
+            pos = marks.key.get(found) or marks.value.get(found)
+            if pos is not None or not found:
                 break
-            parent = parent[:-1]
+            found = found[:-1]
     elif on_key:
         pos = marks.key.get(loc) or marks.value.get(loc)
     else:
         pos = marks.value.get(loc) or marks.key.get(loc)
     if pos is None:
+        found = ()
         pos = marks.value.get((), (1, 1))
-    return pos
+    return pos[0], pos[1], marks.files.get(found)
 
 
 _SIMPLE = {
@@ -166,7 +171,7 @@ def _explain(err: ErrorDetails, data: dict[Any, Any], marks: Marks) -> list[Prob
             text += f" (got {short(got)})"
     elif etype == "inline_secret":
         path, absent = _walk(data, loc, ())
-        line, col = _mark_for(path, absent, False, marks)
+        line, col, source = _mark_for(path, absent, False, marks)
         return [
             Problem(
                 line,
@@ -174,6 +179,7 @@ def _explain(err: ErrorDetails, data: dict[Any, Any], marks: Marks) -> list[Prob
                 f"inline secret not allowed at {display(path)}: use {ctx.get('suggest', '')}",
                 "put the secret in an environment variable, a 0600 file or the escrow bundle, "
                 "and reference it",
+                source,
             )
         ]
     elif etype in _SIMPLE:
@@ -213,9 +219,9 @@ def _problem(
     path, absent = _walk(data, prefix, rel)
     if not absent and isinstance(_value_at(data, path), dict | list):
         on_key = True  # a whole mapping/list is wrong: point at its key
-    line, col = _mark_for(path, absent, on_key, marks)
+    line, col, source = _mark_for(path, absent, on_key, marks)
     where = display(path) or "top level"
-    return Problem(line, col, f"{where}: {text}", hint)
+    return Problem(line, col, f"{where}: {text}", hint, source)
 
 
 def _value_at(data: Any, path: Loc) -> Any:

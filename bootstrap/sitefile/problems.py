@@ -26,10 +26,12 @@ class Problem:
     column: int | None
     text: str
     hint: str | None = None
+    # the file it is in, when not the one the error is about (a base named by ``extends``)
+    source: str | None = None
 
     def where(self, source: str) -> str:
         """``source:line:col`` (as much of it as is known)."""
-        parts = [source]
+        parts = [self.source or source]
         if self.line is not None:
             parts.append(str(self.line))
             if self.column is not None:
@@ -45,14 +47,23 @@ class SiteFileError(ConfigError):
     """
 
     def __init__(self, source: str, problems: list[Problem]) -> None:
-        ordered = sorted(problems, key=lambda p: (p.line is None, p.line or 0, p.column or 0))
+        ordered = sorted(
+            problems,
+            key=lambda p: (
+                p.source not in (None, source),
+                p.source or "",
+                p.line is None,
+                p.line or 0,
+                p.column or 0,
+            ),
+        )
         self.problems: tuple[Problem, ...] = tuple(ordered)
         first = ordered[0]
         lines = [first.text]
         lines += [f"{p.where(source)}: {p.text}" for p in ordered[1:]]
         super().__init__(
             "\n".join(lines),
-            path=source,
+            path=first.source or source,
             line=first.line,
             column=first.column,
             hint=first.hint or _HINT,

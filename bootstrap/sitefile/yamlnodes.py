@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -40,6 +40,9 @@ class Marks:
 
     value: dict[Loc, tuple[int, int]]
     key: dict[Loc, tuple[int, int]]
+    # the file each mark is in, for a site assembled from several files (``extends``);
+    # a loc not listed is in the file the error is about
+    files: dict[Loc, str] = field(default_factory=dict)
 
 
 def _pos(mark: yaml.Mark | None) -> tuple[int, int] | None:

@@ -61,6 +61,7 @@ FIELD_EFFECTS: dict[str, str] = {
     "kind": REFUSED,
     "name": f"{MORE}::test_site_name_must_be_the_name_in_the_recovery_kit",
     "description": f"{MORE}::test_description_heads_the_report",
+    "extends": "tests/unit/test_site_extends.py::test_extends_lays_the_region_over_its_base",
     "provider[static].type": f"{MORE}::test_provider_type_picks_the_provider",
     "provider[static].hosts.name": STATIC_HOSTS,
     "provider[static].hosts.address": STATIC_HOSTS,
