@@ -193,7 +193,7 @@ def test_a_documented_command_line_parses(
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ("drboot rollout fleet.yaml", "No such command"),
+        ("drboot upgrade fleet.yaml", "No such command"),
         ("drboot restore site.yaml --no-such-option", "No such option"),
         ("drboot escrow nosuch SITE", "No such command"),
         ("drboot restore site.yaml --until", "requires an argument"),
