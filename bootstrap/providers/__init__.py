@@ -1,4 +1,4 @@
-"""Where hosts come from: static (hosts you have) and lab (local nspawn hosts).
+"""Where hosts come from: static (hosts you have), lab (local nspawn hosts), openstack.
 
 ``provider_for(site, state_root)`` returns the provider a site describes, looked up by type in
 ``PROVIDERS``. Every provider observes first: ``observe()`` lists what exists, and ``create()``
@@ -21,6 +21,7 @@ __all__ = ["HostInfo", "Provider", "provider_for"]
 PROVIDERS: dict[str, tuple[str, str]] = {
     "static": ("bootstrap.providers.static", "StaticHosts"),
     "lab": ("bootstrap.providers.lab", "LabHosts"),
+    "openstack": ("bootstrap.providers.openstack", "OpenStackHosts"),
 }
 
 

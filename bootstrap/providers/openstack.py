@@ -1,0 +1,355 @@
+"""The OpenStack provider: servers bought from a cloud's Nova, found again by their metadata.
+
+Why it exists: after a disaster there are no hosts to list in a ``static`` site; this provider
+creates them (Nordic and European OpenStack clouds) and finds them again on resume.
+
+What makes it safe to run twice:
+
+* **Observe before create.** Every server drboot creates carries the metadata
+  ``drboot.dev/site``, ``drboot.dev/role``, ``drboot.dev/node`` and, for a drill,
+  ``drboot.dev/run``. ``create`` lists the servers first and only ever POSTs a node that has
+  no server yet, so a resumed or re-run restore (even one killed between "create requested"
+  and ACTIVE) waits for the server it already has instead of buying a second one.
+* **Checks before anything is bought.** Credentials (a Keystone token), flavor, image,
+  network and the instance quota (Nova's limits) are checked before the first resource exists;
+  a failure there is a ``PreflightError`` (exit 3) with nothing half-created.
+* **Found or created.** The key pair (the public half of ``ssh.private_key_file``), the
+  private network and the security group (22 and 6443 from ``operator_cidrs``, everything
+  from the private network) are looked up by name and created only when missing.
+* **Destroy touches only what is ours.** Only servers whose metadata names this site (and, in
+  a drill, this run) are deleted; another site's or an unlabelled server is never touched.
+
+The cloud is reached through ``bootstrap.adapters.openstack`` (the only importer of
+openstacksdk), which retries 429/413/5xx under a cap honouring ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bootstrap import secretrefs
+from bootstrap.errors import PermanentError, PreflightError, WaitTimeout
+from bootstrap.providers.base import HostInfo, Progress
+from bootstrap.settings import OpenStackProvider, Site
+
+if TYPE_CHECKING:
+    from bootstrap.adapters.openstack import OpenStackAPI, ServerRecord
+
+SITE, ROLE, NODE, RUN = "drboot.dev/site", "drboot.dev/role", "drboot.dev/node", "drboot.dev/run"
+UserData = Callable[[str], bytes | None]  # node name -> cloud-init user data (None: none)
+
+
+class OpenStackHosts:
+    kind = "openstack"
+    creates_hosts = True
+    manages_ssh_key = False  # the key pair is the public half of the site's ssh key
+
+    def __init__(
+        self,
+        site: Site,
+        state_root: Path | None = None,
+        run_id: str | None = None,
+        *,
+        api: OpenStackAPI | None = None,
+        user_data: UserData | None = None,
+        poll_interval: float = 2.0,
+    ) -> None:
+        assert isinstance(site.provider, OpenStackProvider)
+        self.site = site
+        self.cfg: OpenStackProvider = site.provider
+        self.run_id = run_id
+        self._api = api
+        self._user_data = user_data
+        self.poll_interval = poll_interval
+
+    # ------------------------------------------------------------------ names
+    def _roles(self) -> dict[str, str]:
+        roles = {f"server-{i + 1}": "server" for i in range(self.cfg.servers)}
+        roles.update({f"agent-{i + 1}": "agent" for i in range(self.cfg.agents)})
+        return roles
+
+    def wanted(self) -> list[str]:
+        return list(self._roles())
+
+    def countries(self) -> dict[str, str | None]:
+        """The country the site states for the region (OpenStack does not say)."""
+        return {name: self.cfg.country for name in self.wanted()}
+
+    def server_name(self, node: str) -> str:
+        """The Nova server name: ``<site>-<node>``, or ``<run id>-<node>`` in a drill."""
+        return f"{self.run_id or self.site.name}-{node}"
+
+    def _resource_name(self, given: str | None) -> str:
+        return given or f"drboot-{self.site.name}"
+
+    def labels(self, node: str) -> dict[str, str]:
+        out = {SITE: self.site.name, ROLE: self._roles()[node], NODE: node}
+        if self.run_id is not None:
+            out[RUN] = self.run_id
+        return out
+
+    def _ours(self, server: ServerRecord) -> bool:
+        meta = server.metadata
+        if meta.get(SITE) != self.site.name:
+            return False
+        return self.run_id is None or meta.get(RUN) == self.run_id
+
+    # ------------------------------------------------------------------ the cloud
+    def api(self) -> OpenStackAPI:
+        if self._api is None:
+            from bootstrap.adapters.openstack import Credentials, OpenStackAPI
+
+            cfg = self.cfg
+            if cfg.auth is not None:
+                creds = Credentials(
+                    region=cfg.region, auth_url=cfg.auth.auth_url, username=cfg.auth.username,
+                    password=secretrefs.resolve(cfg.auth.password, field="provider.auth.password"),
+                    project_name=cfg.auth.project_name,
+                    user_domain_name=cfg.auth.user_domain_name,
+                    project_domain_name=cfg.auth.project_domain_name,
+                )  # fmt: skip
+            else:
+                creds = Credentials(
+                    region=cfg.region, cloud=cfg.cloud, clouds_file=cfg.clouds_file
+                )
+            self._api = OpenStackAPI(creds)
+        return self._api
+
+    def _mine(self) -> dict[str, ServerRecord]:
+        """This site's (this run's) servers by node name."""
+        out: dict[str, ServerRecord] = {}
+        for server in self.api().servers():
+            node = server.metadata.get(NODE)
+            if self._ours(server) and node in self._roles():
+                out[node] = server
+        return out
+
+    def _info(self, node: str, server: ServerRecord) -> HostInfo:
+        address = next(iter(server.addresses.get(self.cfg.network, [])), None)
+        if address is None:
+            address = next((a for addrs in server.addresses.values() for a in addrs), "")
+        return HostInfo(
+            name=node,
+            address=address,
+            role="server" if self._roles()[node] == "server" else "agent",
+            provider_id=f"openstack:{self.cfg.region}/{server.id}",
+            country=self.cfg.country,
+        )
+
+    def observe(self) -> list[HostInfo]:
+        mine = self._mine()
+        return [
+            self._info(n, mine[n])
+            for n in self.wanted()
+            if n in mine and mine[n].status == "ACTIVE" and mine[n].addresses
+        ]
+
+    # ------------------------------------------------------------------ create
+    def preflight(self, count: int) -> tuple[str, str, str]:
+        """Check everything checkable before a server is bought; (flavor, image, network) ids.
+
+        Raises ``PreflightError`` (nothing created): credentials, flavor, image, network,
+        and whether the instance quota leaves room for ``count`` more servers."""
+        api, cfg = self.api(), self.cfg
+        api.authenticate()
+        flavor = api.flavor_id(cfg.flavor)
+        if flavor is None:
+            raise PreflightError(
+                f"openstack: flavor {cfg.flavor!r} does not exist in region {cfg.region}",
+                target="openstack",
+                hint="set provider.flavor to a flavor `openstack flavor list` shows",
+            )
+        image = api.image_id(cfg.image)
+        if image is None:
+            raise PreflightError(
+                f"openstack: image {cfg.image!r} does not exist in region {cfg.region}",
+                target="openstack",
+                hint="set provider.image to an image `openstack image list` shows",
+            )
+        network = api.network_id(cfg.network)
+        if network is None:
+            raise PreflightError(
+                f"openstack: network {cfg.network!r} does not exist in region {cfg.region}",
+                target="openstack",
+                hint="set provider.network to the network drboot reaches servers on "
+                "(`openstack network list`)",
+            )
+        headroom = api.instance_headroom()
+        if headroom is not None and headroom < count:
+            raise PreflightError(
+                f"openstack: the instance quota leaves room for {headroom} more server(s), "
+                f"the site needs {count}",
+                target="openstack",
+                hint="raise the project's instance quota or delete unused servers; nothing "
+                "was created",
+            )
+        return flavor, image, network
+
+    def _public_key(self) -> str:
+        key_file = Path(self.site.ssh.private_key_file)
+        pub = key_file.with_name(key_file.name + ".pub")
+        if pub.is_file():
+            return pub.read_text().strip()
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            private = serialization.load_ssh_private_key(key_file.read_bytes(), password=None)
+            blob = private.public_key().public_bytes(
+                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+            )
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm):
+            raise PreflightError(
+                f"openstack: cannot read the public half of ssh.private_key_file ({key_file})",
+                target="openstack",
+                hint=f"put the public key in {pub}",
+            ) from None
+        return blob.decode()
+
+    def _keypair(self, progress: Progress) -> str:
+        api, name = self.api(), self._resource_name(self.cfg.keypair)
+        public = self._public_key()
+        have = api.keypair_public_key(name)
+        if have is None:
+            progress(f"importing key pair {name}")
+            api.create_keypair(name, public)
+        elif have.split()[:2] != public.split()[:2]:
+            raise PreflightError(
+                f"openstack: key pair {name!r} holds another public key than "
+                "ssh.private_key_file's",
+                target="openstack",
+                hint="set provider.keypair to a free name, or point ssh.private_key_file at "
+                "the key that pair was made from",
+            )
+        return name
+
+    def _private_network(self, progress: Progress) -> str:
+        api, name = self.api(), self._resource_name(self.cfg.private_network)
+        net = api.network_id(name)
+        if net is None:
+            progress(f"creating private network {name} ({self.cfg.private_cidr})")
+            return api.create_network(name, self.cfg.private_cidr)
+        if not api.has_subnet(net):
+            progress(f"creating subnet {self.cfg.private_cidr} in {name}")
+            api.create_subnet(net, name, self.cfg.private_cidr)
+        return net
+
+    def wanted_rules(self) -> set[tuple[str | None, int | None, int | None, str]]:
+        rules: set[tuple[str | None, int | None, int | None, str]] = {
+            ("tcp", port, port, cidr) for cidr in self.cfg.operator_cidrs for port in (22, 6443)
+        }
+        rules.add((None, None, None, self.cfg.private_cidr))
+        return rules
+
+    def _security_group(self, progress: Progress) -> str:
+        api, name = self.api(), self._resource_name(self.cfg.security_group)
+        sg = api.security_group_id(name)
+        if sg is None:
+            progress(f"creating security group {name}")
+            sg = api.create_security_group(name, f"drboot site {self.site.name}")
+        have = api.ingress_rules(sg)
+        for proto, low, _high, prefix in sorted(self.wanted_rules() - have, key=str):
+            progress(f"security group {name}: allowing {proto or 'all'}/{low or 'any'} "
+                     f"from {prefix}")  # fmt: skip
+            api.add_ingress_rule(sg, proto, low, prefix)
+        return name
+
+    def create(self, names: list[str], progress: Progress) -> list[HostInfo]:
+        mine = self._mine()
+        broken = {n: s for n, s in mine.items() if n in names and s.status == "ERROR"}
+        for node, server in broken.items():
+            raise self._failed(node, server)
+        to_buy = [n for n in names if n not in mine]
+        flavor, image, network = self.preflight(len(to_buy))
+        keypair = self._keypair(progress)
+        private = self._private_network(progress)
+        group = self._security_group(progress)
+        ids = {n: mine[n].id for n in names if n in mine}
+        for node in names:
+            if node in ids:
+                progress(f"server {self.server_name(node)} exists ({mine[node].status}): "
+                         "waiting for it instead of creating another")  # fmt: skip
+                continue
+            name = self.server_name(node)
+            progress(f"creating server {name} ({self.cfg.flavor}, {self.cfg.image}) in "
+                     f"{self.cfg.region}")  # fmt: skip
+            data = self._user_data(node) if self._user_data is not None else None
+            ids[node] = self.api().create_server(
+                name=name, flavor_id=flavor, image_id=image, keypair=keypair,
+                network_ids=[network, private], security_group=group,
+                metadata=self.labels(node),
+                user_data_b64=base64.b64encode(data).decode() if data else None,
+            )  # fmt: skip
+        return [self._wait_active(node, ids[node], progress) for node in names]
+
+    def _wait_active(self, node: str, server_id: str, progress: Progress) -> HostInfo:
+        deadline = time.monotonic() + self.cfg.build_timeout.total_seconds()
+        name = self.server_name(node)
+        while True:
+            server = self.api().server(server_id)
+            if server is None:
+                raise PermanentError(
+                    f"openstack: server {name} ({server_id}) disappeared while building",
+                    target=name,
+                    hint="`drboot resume RUN_ID` creates it again",
+                )
+            if server.status == "ACTIVE" and server.addresses:
+                progress(f"server {name} is ACTIVE")
+                return self._info(node, server)
+            if server.status == "ERROR":
+                raise self._failed(node, server)
+            if time.monotonic() > deadline:
+                raise WaitTimeout(
+                    f"openstack: server {name} ({server_id}) is still {server.status} after "
+                    f"{self.cfg.build_timeout.total_seconds():.0f} s (provider.build_timeout)",
+                    target=name,
+                    hint="the server is kept: `drboot resume RUN_ID` waits for it again; "
+                    "or delete it (`openstack server delete ID`) and resume",
+                )
+            time.sleep(self.poll_interval)
+
+    def _failed(self, node: str, server: ServerRecord) -> PermanentError:
+        return PermanentError(
+            f"openstack: server {server.name} ({server.id}) went to ERROR: "
+            f"{server.fault or 'no fault given'}",
+            target=node,
+            hint="the server is kept for inspection; delete it (`openstack server delete "
+            f"{server.id}`, or `drboot drill` teardown), then `drboot resume RUN_ID`",
+        )
+
+    # ------------------------------------------------------------------ destroy
+    def destroy(self, progress: Progress) -> list[str]:
+        api = self.api()
+        ours = [s for s in api.servers() if self._ours(s)]
+        scope = f"run {self.run_id}" if self.run_id else f"site {self.site.name}"
+        if not ours:
+            progress(f"no openstack servers of {scope}")
+            return []
+        for server in ours:
+            progress(f"deleting server {server.name} ({server.id})")
+            api.delete_server(server.id)
+        left = {s.id for s in ours}
+        deadline = time.monotonic() + self.cfg.build_timeout.total_seconds()
+        while left:
+            left &= {s.id for s in api.servers()}
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                raise WaitTimeout(
+                    f"openstack: {len(left)} server(s) of {scope} still exist after delete",
+                    target="openstack",
+                    hint="run the teardown again; check `openstack server list`",
+                )
+            time.sleep(self.poll_interval)
+        return [s.metadata.get(NODE, s.name) for s in ours]
+
+    def ssh_key_file(self) -> Path | None:
+        return None
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()

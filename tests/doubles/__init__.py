@@ -1,0 +1,1 @@
+"""Local HTTP doubles of cloud APIs (loopback only), built from the providers' API references."""
