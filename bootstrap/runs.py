@@ -147,6 +147,7 @@ def start(
             bus=_bus(req, journal),
             options=options,
             until=req.until,
+            pipeline=pipeline.name,
         )
         return execute(pipeline, journal, scope)
     finally:
@@ -196,6 +197,7 @@ def resume(run_id: str, pipelines: dict[str, Pipeline], req: RunRequest) -> RunR
                 bus=bus,
                 options=options,
                 until=req.until,
+                pipeline=pipeline.name,
             )
             _remove_leftovers(scope)
             return execute(pipeline, journal, scope)
@@ -316,6 +318,7 @@ def dry_run(pipeline: Pipeline, site: Site, req: RunRequest) -> RunResult:
             run_dir=run_dir,
             bus=_bus(req, journal, dry_run=True),
             options=req.options,
+            pipeline=pipeline.name,
         )
         return plan(pipeline, scope)
     finally:

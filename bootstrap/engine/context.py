@@ -40,6 +40,7 @@ class RunInfo:
     run_dir: Path
     state_root: Path
     dry_run: bool
+    pipeline: str = "restore"  # "drill": the provider owns only this run's servers
 
 
 class Shared(Protocol):
@@ -69,6 +70,7 @@ class RunScope:
     dry_run: bool = False
     until: str | None = None  # stop (resumably) after this step
     state_root: Path | None = None  # None: the run folder's grandparent (<state>/runs/<id>)
+    pipeline: str = "restore"  # the pipeline's name: "restore" or "drill"
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     shared: dict[object, Shared] = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
@@ -81,6 +83,7 @@ class RunScope:
             run_dir=self.run_dir,
             state_root=self.state_root or self.run_dir.parent.parent,
             dry_run=self.dry_run,
+            pipeline=self.pipeline,
         )
 
     def close(self) -> None:

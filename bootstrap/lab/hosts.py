@@ -46,7 +46,7 @@ from bootstrap.fsutil import write_atomic
 from bootstrap.lab import hostcgroup, net
 from bootstrap.lab.image import DEFAULT_CACHE, SETUP_SCRIPT, require_image
 from bootstrap.lab.labhost import HostRecord, LabHost
-from bootstrap.lab.rootfs import prepare_upper
+from bootstrap.lab.rootfs import CloudSeed, prepare_cloud_upper, prepare_upper
 
 __all__ = ["APT_PROXY_PORT", "HostRecord", "Lab", "LabHost", "LabRecord", "tcp_port_open"]
 
@@ -248,19 +248,26 @@ class Lab:
         memory_mib: int | None = None,
         extra_nspawn_args: Sequence[str] = (),
         timeout: float = 30.0,
+        cloud_seed: CloudSeed | None = None,
     ) -> LabHost:
-        """Create and boot a host; an existing host is started if needed and returned."""
+        """Create and boot a host; an existing host is started if needed and returned.
+
+        ``cloud_seed``: the host is a cloud double's server. It gets cloud-init's NoCloud
+        seed instead of the lab's operator key and host key (its ``host_public_key`` is
+        empty: the lab does not know the key the user data gives it)."""
         _check_name("host", name)
         with self._locked():
             try:
                 host = self.host(name)
             except PermanentError:
-                host = self._new_host(name, memory_mib, list(extra_nspawn_args))
+                host = self._new_host(name, memory_mib, list(extra_nspawn_args), cloud_seed)
             host.start(timeout=timeout)
             self._write_known_hosts()
             return host
 
-    def _new_host(self, name: str, memory_mib: int | None, extra: list[str]) -> LabHost:
+    def _new_host(
+        self, name: str, memory_mib: int | None, extra: list[str], seed: CloudSeed | None = None
+    ) -> LabHost:
         taken = {h._rec.index for h in self.hosts()}
         index = next(i for i in range(net.MAX_HOSTS + 1) if i not in taken)
         if index >= net.MAX_HOSTS:
@@ -269,7 +276,11 @@ class Lab:
         upper = hdir / "upper"
         upper.mkdir(parents=True, exist_ok=True)
         lower = Path(self.record.image)
-        pub = prepare_upper(upper, lower, name, self.apt_proxy, self._operator_pubkey())
+        if seed is None:
+            pub = prepare_upper(upper, lower, name, self.apt_proxy, self._operator_pubkey())
+        else:
+            prepare_cloud_upper(upper, lower, self.apt_proxy, seed)
+            pub = ""
         memory_parent = hostcgroup.own_memory_cgroup() if memory_mib else None
         record = HostRecord(
             name=name,
@@ -289,7 +300,8 @@ class Lab:
 
     def _write_known_hosts(self) -> None:
         write_atomic(
-            self.known_hosts_path, "".join(f"{h.known_hosts_line}\n" for h in self.hosts())
+            self.known_hosts_path,
+            "".join(f"{h.known_hosts_line}\n" for h in self.hosts() if h.host_public_key),
         )
 
     def destroy_host(self, name: str) -> None:

@@ -17,6 +17,8 @@ from bootstrap.settings import Site
 
 __all__ = ["HostInfo", "Provider", "provider_for"]
 
+ProviderFactory = Callable[[Site, Path, str | None], Provider]
+
 # type -> (module, class); modules are imported only when a site uses them.
 PROVIDERS: dict[str, tuple[str, str]] = {
     "static": ("bootstrap.providers.static", "StaticHosts"),
@@ -37,7 +39,10 @@ def load_provider_module(kind: str) -> object:
     return importlib.import_module(entry[0])
 
 
-def provider_for(site: Site, state_root: Path) -> Provider:
+def provider_for(site: Site, state_root: Path, drill_run: str | None = None) -> Provider:
+    """The site's provider. ``drill_run``: the drill run that owns the servers it creates and
+    destroys (None for a restore, which owns every server of the site). Providers that do
+    not create servers (static) or keep them apart otherwise (lab) ignore it."""
     module = load_provider_module(site.provider.type)
-    factory: Callable[[Site, Path], Provider] = getattr(module, PROVIDERS[site.provider.type][1])
-    return factory(site, state_root)
+    factory: ProviderFactory = getattr(module, PROVIDERS[site.provider.type][1])
+    return factory(site, state_root, drill_run)

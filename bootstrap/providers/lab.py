@@ -26,7 +26,9 @@ class LabHosts:
     creates_hosts = True
     manages_ssh_key = True  # each lab makes its operator key when it is created
 
-    def __init__(self, site: Site, state_root: Path | None = None) -> None:
+    def __init__(
+        self, site: Site, state_root: Path | None = None, drill_run: str | None = None
+    ) -> None:
         assert isinstance(site.provider, LabProvider)
         self.site = site
         self.cfg: LabProvider = site.provider

@@ -14,7 +14,9 @@ class StaticHosts:
     creates_hosts = False
     manages_ssh_key = False
 
-    def __init__(self, site: Site, state_root: Path | None = None) -> None:
+    def __init__(
+        self, site: Site, state_root: Path | None = None, drill_run: str | None = None
+    ) -> None:
         assert isinstance(site.provider, StaticProvider)
         self.site = site
         self.cfg: StaticProvider = site.provider

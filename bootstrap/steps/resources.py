@@ -53,7 +53,8 @@ class RunResources:
         if self._provider is None:
             from bootstrap.providers import provider_for
 
-            self._provider = provider_for(self.info.site, self.info.state_root)
+            drill_run = self.info.run_id if self.info.pipeline == "drill" else None
+            self._provider = provider_for(self.info.site, self.info.state_root, drill_run)
         return self._provider
 
     def plugin(self) -> ClusterPlugin:

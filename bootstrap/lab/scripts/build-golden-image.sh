@@ -16,6 +16,11 @@
 set -euo pipefail
 
 INCLUDE="openssh-server,python3,systemd-sysv,dbus,libpam-systemd,iproute2,sudo,ca-certificates"
+# Installed with apt after debootstrap (debootstrap cannot order its many python3 deps).
+# cloud-init: a cloud double's server is a lab host that reads its user data from the NoCloud
+# seed the double writes before boot (tests/doubles/cloudhosts.py). A plain lab host gets a
+# marker that switches cloud-init off (bootstrap/lab/rootfs.py), so it boots as before.
+EXTRA="cloud-init"
 SUITE="bookworm"
 CACHE_ROOT="${1:-${DRBOOT_LAB_CACHE:-/var/cache/drboot-lab}}"
 SELF="$(readlink -f "${BASH_SOURCE[0]}")"
@@ -75,6 +80,12 @@ deb $MIRROR $SUITE main
 deb $MIRROR $SUITE-updates main
 deb $SEC_MIRROR $SUITE-security main
 EOF
+log "apt-get install $EXTRA"
+cp /etc/resolv.conf "$R/etc/resolv.conf"  # as debootstrap did
+{ chroot "$R" apt-get update -q && \
+  chroot "$R" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $EXTRA
+} >"$TMP/extra.log" 2>&1 || { tail -n 30 "$TMP/extra.log" >&2; log "installing $EXTRA failed"; exit 1; }
+rm -f "$R"/etc/ssh/ssh_host_*
 # The lab writes the apt proxy (apt-cacher-ng on the bridge) per host.
 cat >"$R/etc/apt/apt.conf.d/20-drboot-lab" <<'EOF'
 APT::Install-Recommends "false";
@@ -89,6 +100,14 @@ for u in apt-daily.timer apt-daily-upgrade.timer console-getty.service getty@tty
 done
 apt_clean_dirs=("$R/var/cache/apt/archives" "$R/var/lib/apt/lists")
 for d in "${apt_clean_dirs[@]}"; do find "$d" -maxdepth 1 -type f -delete; done
+
+# cloud-init reads only the NoCloud seed (no metadata service to probe on a lab bridge) and
+# leaves the network to the lab, which configures it from outside the container.
+cat >"$R/etc/cloud/cloud.cfg.d/90-drboot-lab.cfg" <<'EOF'
+datasource_list: [NoCloud, None]
+network: {config: disabled}
+EOF
+rm -rf "$R/var/lib/cloud/instance" "$R/var/lib/cloud/instances"
 
 date -u +%FT%TZ >"$R/etc/drboot-lab-image"
 echo "$KEY" >>"$R/etc/drboot-lab-image"
