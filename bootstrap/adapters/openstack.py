@@ -3,10 +3,10 @@
 Why it exists: the OpenStack provider decides what to find, create and destroy; this adapter
 only talks. Every call goes through ``OpenStackAPI._call``, which
 
-* retries what is worth retrying (429 and Nova's 413 "overLimit", 502/503/504, a refused
-  connection) with a cap: at most ``RetryCap.attempts`` tries, each wait honours the
-  ``Retry-After`` header but never exceeds ``RetryCap.max_wait``, and all waits together stay
-  under ``RetryCap.budget``; one call at a time, never a parallel retry storm;
+* retries what is worth retrying (429 and Nova's 413 "overLimit", 5xx, a busy 409, a refused
+  connection) through the shared capped retry (``bootstrap.providers.cloud.retry``): at most
+  ``attempts`` tries, each wait honours ``Retry-After`` but never exceeds ``max_delay``, and
+  all waits together stay under ``budget``; one call at a time, never a parallel retry storm;
 * turns everything else into ``OpenStackError`` naming the provider, the call and the fix
   (credentials refused, quota exceeded, a bad request), with the cloud's own message and never
   a credential: the message is read from the response body, not from the exception, whose
@@ -31,9 +31,9 @@ from openstack.config import OpenStackConfig
 from openstack.connection import Connection
 
 from bootstrap.errors import PermanentError, PreflightError, TransientError
+from bootstrap.providers.cloud import retry
 
 T = TypeVar("T")
-_RETRY_STATUS = frozenset({413, 429, 502, 503, 504})
 
 
 class OpenStackError(PermanentError):
@@ -46,16 +46,6 @@ class OpenStackQuotaError(OpenStackError):
 
 class OpenStackAuthError(PreflightError):
     """Keystone refused the credentials (nothing was created)."""
-
-
-@dataclass(frozen=True)
-class RetryCap:
-    """How hard one call is retried (429/413/5xx/connection refused)."""
-
-    attempts: int = 6
-    max_wait: float = 30.0  # a longer Retry-After is cut to this
-    budget: float = 120.0  # all waits of one call together
-    first_backoff: float = 1.0  # without Retry-After: 1, 2, 4 … seconds, up to max_wait
 
 
 @dataclass(frozen=True)
@@ -84,13 +74,8 @@ class Credentials:
 
 
 def _retry_after(response: Any) -> float | None:
-    if response is None:
-        return None
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    """When the cloud asked to be asked again (``Retry-After``/``RateLimit-Reset``)."""
+    return None if response is None else retry.delay_from_headers(dict(response.headers))
 
 
 def _cloud_message(exc: osexc.HttpException) -> str:
@@ -117,13 +102,14 @@ class OpenStackAPI:
         self,
         creds: Credentials,
         *,
-        cap: RetryCap | None = None,
+        cap: retry.CloudRetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.creds = creds
-        self.cap = cap or RetryCap()
+        self.cap = cap or retry.CloudRetryPolicy()
         self.sleep = sleep
         self.requests_retried = 0
+        self.waits: list[float] = []  # every wait the retries asked for
         self._conn: Connection | None = None
 
     # ------------------------------------------------------------------ session
@@ -159,55 +145,84 @@ class OpenStackAPI:
 
     def _call(self, what: str, fn: Callable[[Connection], T]) -> T:
         """``fn`` with the connection, retried under the cap; ``what`` names the call."""
-        waited, reason, attempt = 0.0, "", 0
-        for attempt in range(1, self.cap.attempts + 1):
-            try:
-                return fn(self._connection())
-            except (osexc.SDKException, ksexc.ClientException) as exc:
-                hinted, reason = self._retryable(what, exc)
-            backoff = self.cap.first_backoff * 2 ** (attempt - 1)
-            wait = min(hinted if hinted is not None else backoff, self.cap.max_wait)
-            if attempt == self.cap.attempts or waited + wait > self.cap.budget:
-                break
-            self.requests_retried += 1
-            self.sleep(wait)
-            waited += wait
-        raise TransientError(
-            f"openstack {what}: still {reason} after {attempt} tries and {waited:.0f} s of "
-            "waiting (the retry cap)",
-            target="openstack",
-            retry_after=self.cap.max_wait,
-            hint="the cloud is rate-limiting or unavailable: wait, then `drboot resume RUN_ID`",
-        )
+        try:
+            return retry.call(
+                lambda: fn(self._connection()),
+                what=f"openstack {what}",
+                translate=self._fault,
+                policy=self.cap,
+                on_retry=self._note_retry,
+                sleep=self.sleep,
+            )
+        except retry.CloudCallError as err:
+            raise self._error(what, err) from None
 
-    def _retryable(self, what: str, exc: Exception) -> tuple[float | None, str]:
-        """(Retry-After, reason) of an answer worth retrying; raises drboot's error for
-        any other. The SDK wraps keystoneauth's errors: the cause is looked at too."""
+    def _note_retry(self, attempt: int, fault: retry.CloudFault, delay: float) -> None:
+        self.requests_retried += 1
+        self.waits.append(delay)
+
+    def _fault(self, exc: BaseException) -> retry.CloudFault | None:
+        """The SDK's exception in provider-neutral terms (the SDK wraps keystoneauth's
+        errors: the cause is looked at too). The message is the cloud's own words."""
         cause = exc.__cause__ or exc.__context__
         for err in (exc, cause):
             if isinstance(err, ksexc.ConnectFailure | ksexc.ConnectTimeout):
-                return None, "cannot connect"
+                return retry.CloudFault(None, "network", "cannot connect")
             if isinstance(err, ksexc.Unauthorized):
-                raise self._refused(what, "HTTP 401") from None
+                return retry.CloudFault(401, "unauthorized", "Keystone refused the token "
+                                        "request")  # fmt: skip
         if isinstance(exc, osexc.HttpException):
-            status = exc.status_code or 0
-            if status not in _RETRY_STATUS:
-                raise self._translate(what, status, exc) from None
-            return _retry_after(exc.response), f"HTTP {status}"
+            status = int(exc.status_code or 0)
+            message = _cloud_message(exc)
+            after = _retry_after(exc.response)
+            code: str | None = None
+            if status == 413 and (after is not None or "overlimit" in message.lower()):
+                code = "rate_limit_exceeded"  # Nova's older rate limit answer
+            if status == 403 or (status == 413 and code is None):
+                code = "quota_exceeded" if "quota" in message.lower() else "forbidden"
+            if status == 409 and "already exists" not in message:
+                code = "conflict"  # busy (a task state): worth asking again
+            return retry.CloudFault(status, code, message, after)
         if isinstance(exc, ksexc.HttpError):
-            status = int(exc.http_status or 0)
-            if status in _RETRY_STATUS:
-                return _retry_after(exc.response), f"HTTP {status}"
-            raise OpenStackError(
-                f"openstack {what}: HTTP {status} from Keystone",
+            return retry.CloudFault(int(exc.http_status or 0), None, "HTTP error from Keystone",
+                                    _retry_after(exc.response))  # fmt: skip
+        if isinstance(exc, osexc.SDKException | ksexc.ClientException):
+            return retry.CloudFault(0, "sdk", f"{type(exc).__name__} (the cloud's answer "
+                                    "could not be used)")  # fmt: skip
+        return None
+
+    def _error(self, what: str, err: retry.CloudCallError) -> Exception:
+        fault = err.fault
+        if fault.retryable:
+            why = "cannot connect" if fault.status is None else f"HTTP {fault.status}"
+            return TransientError(
+                f"openstack {what}: still {why} after {err.attempts} tries and "
+                f"{sum(self.waits):.0f} s of waiting (the retry cap)",
                 target="openstack",
-                hint="check provider.auth / the clouds.yaml cloud, then resume",
-            ) from None
-        raise OpenStackError(
-            f"openstack {what}: {type(exc).__name__} (the cloud's answer could not be used)",
+                retry_after=self.cap.max_delay,
+                hint="the cloud is rate-limiting or unavailable: wait, then "
+                "`drboot resume RUN_ID`",
+            )
+        if fault.status == 401:
+            return self._refused(what, f"HTTP 401: {fault.message}")
+        if fault.code == "quota_exceeded":
+            return OpenStackQuotaError(
+                f"openstack {what}: quota exceeded ({fault.message})",
+                target="openstack",
+                hint="raise the project's quota (or delete unused servers), then "
+                "`drboot resume RUN_ID`: what exists is found, not created twice",
+            )
+        if fault.code == "sdk":
+            return OpenStackError(
+                f"openstack {what}: {fault.message}",
+                target="openstack",
+                hint="check provider.region and the cloud's service catalog, then resume",
+            )
+        return OpenStackError(
+            f"openstack {what}: HTTP {fault.status}: {fault.message}",
             target="openstack",
-            hint="check provider.region and the cloud's service catalog, then resume",
-        ) from None
+            hint="fix what the cloud names, then `drboot resume RUN_ID`",
+        )
 
     def _refused(self, what: str, why: str) -> OpenStackAuthError:
         return OpenStackAuthError(
@@ -215,23 +230,6 @@ class OpenStackAPI:
             target="openstack",
             hint="check the clouds.yaml cloud or provider.auth (user, project, password "
             "reference); nothing was created",
-        )
-
-    def _translate(self, what: str, status: int, exc: osexc.HttpException) -> Exception:
-        message = _cloud_message(exc)
-        if status == 401:
-            return self._refused(what, f"HTTP 401: {message}")
-        if status in (403, 413) and "quota" in message.lower():
-            return OpenStackQuotaError(
-                f"openstack {what}: quota exceeded ({message})",
-                target="openstack",
-                hint="raise the project's quota (or delete unused servers), then "
-                "`drboot resume RUN_ID`: what exists is found, not created twice",
-            )
-        return OpenStackError(
-            f"openstack {what}: HTTP {status}: {message}",
-            target="openstack",
-            hint="fix what the cloud names, then `drboot resume RUN_ID`",
         )
 
     # ------------------------------------------------------------------ calls

@@ -6,10 +6,14 @@ creates them (Nordic and European OpenStack clouds) and finds them again on resu
 What makes it safe to run twice:
 
 * **Observe before create.** Every server drboot creates carries the metadata
-  ``drboot.dev/site``, ``drboot.dev/role``, ``drboot.dev/node`` and, for a drill,
-  ``drboot.dev/run``. ``create`` lists the servers first and only ever POSTs a node that has
-  no server yet, so a resumed or re-run restore (even one killed between "create requested"
-  and ACTIVE) waits for the server it already has instead of buying a second one.
+  ``drboot.dev/site``, ``drboot.dev/role`` and, for a drill, ``drboot.dev/run``
+  (``bootstrap.providers.cloud.labels``). ``create`` lists the servers first and only ever
+  POSTs a name that has no server of ours yet, so a resumed or re-run restore (even one
+  killed between "create requested" and ACTIVE) waits for the server it already has instead
+  of buying a second one.
+* **Host keys pinned before boot.** drboot makes each server's ed25519 host key, saves the
+  public half in the run state and hands the key pair to the server through cloud-init user
+  data (``bootstrap.providers.cloud.userdata``); the first SSH connection verifies it.
 * **Checks before anything is bought.** Credentials (a Keystone token), flavor, image,
   network and the instance quota (Nova's limits) are checked before the first resource exists;
   a failure there is a ``PreflightError`` (exit 3) with nothing half-created.
@@ -27,20 +31,19 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bootstrap import secretrefs
 from bootstrap.errors import PermanentError, PreflightError, WaitTimeout
 from bootstrap.providers.base import HostInfo, Progress
+from bootstrap.providers.cloud.hostkeys import PinnedHostKeys
+from bootstrap.providers.cloud.labels import Ownership, Role, wanted_names
+from bootstrap.providers.cloud.userdata import build_user_data, generate_host_key
 from bootstrap.settings import OpenStackProvider, Site
 
 if TYPE_CHECKING:
     from bootstrap.adapters.openstack import OpenStackAPI, ServerRecord
-
-SITE, ROLE, NODE, RUN = "drboot.dev/site", "drboot.dev/role", "drboot.dev/node", "drboot.dev/run"
-UserData = Callable[[str], bytes | None]  # node name -> cloud-init user data (None: none)
 
 
 class OpenStackHosts:
@@ -52,51 +55,33 @@ class OpenStackHosts:
         self,
         site: Site,
         state_root: Path | None = None,
-        run_id: str | None = None,
+        drill_run: str | None = None,
         *,
         api: OpenStackAPI | None = None,
-        user_data: UserData | None = None,
         poll_interval: float = 2.0,
     ) -> None:
         assert isinstance(site.provider, OpenStackProvider)
         self.site = site
         self.cfg: OpenStackProvider = site.provider
-        self.run_id = run_id
+        self.owner = Ownership(site.name, drill_run)
+        self.run_id = drill_run
+        self.roles: dict[str, Role] = wanted_names(self.owner, self.cfg.servers, self.cfg.agents)
+        # the pinned public host keys; without a state folder (a dry look) nothing is pinned
+        self.pins = PinnedHostKeys(state_root, self.kind, site.name) if state_root else None
         self._api = api
-        self._user_data = user_data
         self.poll_interval = poll_interval
 
     # ------------------------------------------------------------------ names
-    def _roles(self) -> dict[str, str]:
-        roles = {f"server-{i + 1}": "server" for i in range(self.cfg.servers)}
-        roles.update({f"agent-{i + 1}": "agent" for i in range(self.cfg.agents)})
-        return roles
-
     def wanted(self) -> list[str]:
-        return list(self._roles())
+        """Server names, servers first (``<site>-server-1`` …; a drill's carry its run)."""
+        return list(self.roles)
 
     def countries(self) -> dict[str, str | None]:
         """The country the site states for the region (OpenStack does not say)."""
         return {name: self.cfg.country for name in self.wanted()}
 
-    def server_name(self, node: str) -> str:
-        """The Nova server name: ``<site>-<node>``, or ``<run id>-<node>`` in a drill."""
-        return f"{self.run_id or self.site.name}-{node}"
-
     def _resource_name(self, given: str | None) -> str:
         return given or f"drboot-{self.site.name}"
-
-    def labels(self, node: str) -> dict[str, str]:
-        out = {SITE: self.site.name, ROLE: self._roles()[node], NODE: node}
-        if self.run_id is not None:
-            out[RUN] = self.run_id
-        return out
-
-    def _ours(self, server: ServerRecord) -> bool:
-        meta = server.metadata
-        if meta.get(SITE) != self.site.name:
-            return False
-        return self.run_id is None or meta.get(RUN) == self.run_id
 
     # ------------------------------------------------------------------ the cloud
     def api(self) -> OpenStackAPI:
@@ -120,22 +105,22 @@ class OpenStackHosts:
         return self._api
 
     def _mine(self) -> dict[str, ServerRecord]:
-        """This site's (this run's) servers by node name."""
-        out: dict[str, ServerRecord] = {}
-        for server in self.api().servers():
-            node = server.metadata.get(NODE)
-            if self._ours(server) and node in self._roles():
-                out[node] = server
-        return out
+        """This site's (a drill: this run's) wanted servers by name."""
+        return {
+            s.name: s
+            for s in self.api().servers()
+            if self.owner.owns(s.metadata) and s.name in self.roles
+        }
 
-    def _info(self, node: str, server: ServerRecord) -> HostInfo:
+    def _info(self, server: ServerRecord) -> HostInfo:
         address = next(iter(server.addresses.get(self.cfg.network, [])), None)
         if address is None:
             address = next((a for addrs in server.addresses.values() for a in addrs), "")
         return HostInfo(
-            name=node,
+            name=server.name,
             address=address,
-            role="server" if self._roles()[node] == "server" else "agent",
+            role=self.roles[server.name],
+            host_public_key=self.pins.get(server.name) if self.pins else None,
             provider_id=f"openstack:{self.cfg.region}/{server.id}",
             country=self.cfg.country,
         )
@@ -143,7 +128,7 @@ class OpenStackHosts:
     def observe(self) -> list[HostInfo]:
         mine = self._mine()
         return [
-            self._info(n, mine[n])
+            self._info(mine[n])
             for n in self.wanted()
             if n in mine and mine[n].status == "ACTIVE" and mine[n].addresses
         ]
@@ -260,35 +245,43 @@ class OpenStackHosts:
 
     def create(self, names: list[str], progress: Progress) -> list[HostInfo]:
         mine = self._mine()
-        broken = {n: s for n, s in mine.items() if n in names and s.status == "ERROR"}
-        for node, server in broken.items():
-            raise self._failed(node, server)
+        broken = [s for n, s in mine.items() if n in names and s.status == "ERROR"]
+        if broken:
+            raise self._failed(broken[0])
         to_buy = [n for n in names if n not in mine]
         flavor, image, network = self.preflight(len(to_buy))
         keypair = self._keypair(progress)
         private = self._private_network(progress)
         group = self._security_group(progress)
         ids = {n: mine[n].id for n in names if n in mine}
-        for node in names:
-            if node in ids:
-                progress(f"server {self.server_name(node)} exists ({mine[node].status}): "
-                         "waiting for it instead of creating another")  # fmt: skip
+        public = self._public_key()
+        for name in names:
+            if name in ids:
+                progress(f"server {name} exists ({mine[name].status}): waiting for it instead "
+                         "of creating another")  # fmt: skip
                 continue
-            name = self.server_name(node)
             progress(f"creating server {name} ({self.cfg.flavor}, {self.cfg.image}) in "
                      f"{self.cfg.region}")  # fmt: skip
-            data = self._user_data(node) if self._user_data is not None else None
-            ids[node] = self.api().create_server(
+            ids[name] = self.api().create_server(
                 name=name, flavor_id=flavor, image_id=image, keypair=keypair,
                 network_ids=[network, private], security_group=group,
-                metadata=self.labels(node),
-                user_data_b64=base64.b64encode(data).decode() if data else None,
+                metadata=self.owner.labels(self.roles[name]),
+                user_data_b64=self._user_data(name, public),
             )  # fmt: skip
-        return [self._wait_active(node, ids[node], progress) for node in names]
+        return [self._wait_active(name, ids[name], progress) for name in names]
 
-    def _wait_active(self, node: str, server_id: str, progress: Progress) -> HostInfo:
+    def _user_data(self, name: str, operator_key: str) -> str:
+        """cloud-init user data with a fresh host key whose public half is pinned first
+        (saved before the server is asked for: a run killed right after still knows it)."""
+        key = generate_host_key(comment=name)
+        if self.pins is not None:
+            self.pins.save(name, key.public_openssh)
+        text = build_user_data(hostname=name, host_key=key, authorized_keys=[operator_key],
+                               user=self.site.ssh.user)  # fmt: skip
+        return base64.b64encode(text.encode()).decode()
+
+    def _wait_active(self, name: str, server_id: str, progress: Progress) -> HostInfo:
         deadline = time.monotonic() + self.cfg.build_timeout.total_seconds()
-        name = self.server_name(node)
         while True:
             server = self.api().server(server_id)
             if server is None:
@@ -299,9 +292,9 @@ class OpenStackHosts:
                 )
             if server.status == "ACTIVE" and server.addresses:
                 progress(f"server {name} is ACTIVE")
-                return self._info(node, server)
+                return self._info(server)
             if server.status == "ERROR":
-                raise self._failed(node, server)
+                raise self._failed(server)
             if time.monotonic() > deadline:
                 raise WaitTimeout(
                     f"openstack: server {name} ({server_id}) is still {server.status} after "
@@ -312,11 +305,11 @@ class OpenStackHosts:
                 )
             time.sleep(self.poll_interval)
 
-    def _failed(self, node: str, server: ServerRecord) -> PermanentError:
+    def _failed(self, server: ServerRecord) -> PermanentError:
         return PermanentError(
             f"openstack: server {server.name} ({server.id}) went to ERROR: "
             f"{server.fault or 'no fault given'}",
-            target=node,
+            target=server.name,
             hint="the server is kept for inspection; delete it (`openstack server delete "
             f"{server.id}`, or `drboot drill` teardown), then `drboot resume RUN_ID`",
         )
@@ -324,7 +317,7 @@ class OpenStackHosts:
     # ------------------------------------------------------------------ destroy
     def destroy(self, progress: Progress) -> list[str]:
         api = self.api()
-        ours = [s for s in api.servers() if self._ours(s)]
+        ours = [s for s in api.servers() if self.owner.owns(s.metadata)]
         scope = f"run {self.run_id}" if self.run_id else f"site {self.site.name}"
         if not ours:
             progress(f"no openstack servers of {scope}")
@@ -345,7 +338,10 @@ class OpenStackHosts:
                     hint="run the teardown again; check `openstack server list`",
                 )
             time.sleep(self.poll_interval)
-        return [s.metadata.get(NODE, s.name) for s in ours]
+        if self.pins is not None:
+            for server in ours:
+                self.pins.forget(server.name)
+        return [s.name for s in ours]
 
     def ssh_key_file(self) -> Path | None:
         return None

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -20,14 +21,16 @@ from bootstrap.adapters.openstack import (
     OpenStackAPI,
     OpenStackAuthError,
     OpenStackQuotaError,
-    RetryCap,
 )
 from bootstrap.errors import ExitCode, PermanentError, PreflightError, TransientError, WaitTimeout
 from bootstrap.providers import provider_for
-from bootstrap.providers.openstack import NODE, RUN, SITE, OpenStackHosts
+from bootstrap.providers.cloud.labels import RUN_LABEL as RUN
+from bootstrap.providers.cloud.labels import SITE_LABEL as SITE
+from bootstrap.providers.cloud.retry import CloudRetryPolicy
+from bootstrap.providers.openstack import OpenStackHosts
 from bootstrap.siteload import load_site_text
 from tests.doubles.openstack import DoubleCloud, OpenStackDouble
-from tests.leaks import assert_no_leak, text_forms
+from tests.leaks import assert_no_leak, pem_forms, text_forms
 
 PASSWORD_ENV = "DRBOOT_TEST_OS_PASSWORD"
 
@@ -88,11 +91,16 @@ def make(double: OpenStackDouble, key: Path, monkeypatch: pytest.MonkeyPatch, *,
          sleep: list[float] | None = None) -> OpenStackHosts:  # fmt: skip
     monkeypatch.setenv(PASSWORD_ENV, password or double.cloud.password)
     site = load_site_text(site_text(double, key, extra, servers, name), "/s/site.yaml")
-    prov = OpenStackHosts(site, run_id=run_id, poll_interval=0.05)
+    prov = OpenStackHosts(site, state(key), run_id, poll_interval=0.05)
     if sleep is not None:  # record the waits the retry asks for instead of sleeping them
         api = prov.api()
         api.sleep = sleep.append
     return prov
+
+
+def state(key: Path) -> Path:
+    """The state folder of the tests' runs (beside the operator key)."""
+    return key.parent / "state"
 
 
 def posts(double: OpenStackDouble, path: str) -> int:
@@ -106,10 +114,10 @@ def test_create_finds_before_it_buys_and_a_rerun_buys_nothing(
     double: OpenStackDouble, ssh_key: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prov = make(double, ssh_key, monkeypatch, servers=3)
-    assert prov.wanted() == ["server-1", "server-2", "server-3"]
+    assert prov.wanted() == ["oslo-server-1", "oslo-server-2", "oslo-server-3"]
     assert prov.observe() == []
     hosts = prov.create(prov.wanted(), lambda m: None)
-    assert [h.name for h in hosts] == ["server-1", "server-2", "server-3"]
+    assert [h.name for h in hosts] == ["oslo-server-1", "oslo-server-2", "oslo-server-3"]
     assert all(h.address.startswith("192.0.2.") and h.country == "NO" for h in hosts)
     labelled = double.cloud.labelled("oslo")
     assert sorted(s.name for s in labelled) == ["oslo-server-1", "oslo-server-2", "oslo-server-3"]
@@ -117,11 +125,32 @@ def test_create_finds_before_it_buys_and_a_rerun_buys_nothing(
     assert RUN not in labelled[0].metadata  # a restore is not a drill
 
     again = make(double, ssh_key, monkeypatch, servers=3)  # a re-run: a new process
-    assert [h.name for h in again.observe()] == ["server-1", "server-2", "server-3"]
+    assert [h.name for h in again.observe()] == prov.wanted()
     before = posts(double, "/servers")
-    rerun = again.create(["server-2"], lambda m: None)  # even when asked, it finds it
+    rerun = again.create(["oslo-server-2"], lambda m: None)  # even when asked, it finds it
     assert posts(double, "/servers") == before == 3
     assert rerun[0].provider_id == hosts[1].provider_id
+
+
+def test_the_host_key_is_made_by_drboot_pinned_first_and_handed_over_in_user_data(
+    double: OpenStackDouble, ssh_key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prov = make(double, ssh_key, monkeypatch)
+    (host,) = prov.create(prov.wanted(), lambda m: None)
+    (server,) = double.cloud.labelled("oslo")
+    assert server.user_data is not None
+    data = yaml.safe_load(server.user_data)  # what cloud-init on the server reads
+    assert server.user_data.startswith(b"#cloud-config\n")
+    assert data["ssh_keys"]["ed25519_public"] == host.host_public_key
+    assert host.host_public_key is not None and host.host_public_key.startswith("ssh-ed25519 ")
+    # the public half is kept for a resume (a new process reads it back); the private half
+    # went to the server only
+    again = make(double, ssh_key, monkeypatch)
+    assert [h.host_public_key for h in again.observe()] == [host.host_public_key]
+    private = data["ssh_keys"]["ed25519_private"]
+    assert_no_leak(pem_forms("host private key", private.encode()), state=state(ssh_key))
+    prov.destroy(lambda m: None)
+    assert make(double, ssh_key, monkeypatch).pins.get("oslo-server-1") is None  # type: ignore[union-attr]
 
 
 def test_keypair_network_and_security_group_are_found_or_created_once(
@@ -211,7 +240,7 @@ def test_the_provider_is_picked_by_type_and_states_the_country(
     site = load_site_text(site_text(double, ssh_key, servers=3), "/s/site.yaml")
     prov = provider_for(site, Path("/nonexistent"))
     assert isinstance(prov, OpenStackHosts)
-    assert prov.countries() == {"server-1": "NO", "server-2": "NO", "server-3": "NO"}
+    assert prov.countries() == {"oslo-server-1": "NO", "oslo-server-2": "NO", "oslo-server-3": "NO"}
     assert prov.creates_hosts and not prov.manages_ssh_key
 
 
@@ -265,7 +294,7 @@ def test_auth_url_and_region_pick_the_endpoints(
         update={"provider": prov.cfg.model_copy(update={"auth": wrong_url})}
     )
     gone = OpenStackHosts(unreachable)
-    gone.api().cap = RetryCap(attempts=2, first_backoff=0.01)
+    gone.api().cap = CloudRetryPolicy(attempts=2, base_delay=0.01)
     with pytest.raises(TransientError, match="cannot connect"):
         gone.observe()
 
@@ -274,12 +303,13 @@ def test_agents_are_created_with_their_role(
     double: OpenStackDouble, ssh_key: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prov = make(double, ssh_key, monkeypatch, extra="  agents: 2")
-    assert prov.wanted() == ["server-1", "agent-1", "agent-2"]
+    assert prov.wanted() == ["oslo-server-1", "oslo-agent-1", "oslo-agent-2"]
     hosts = prov.create(prov.wanted(), lambda m: None)
     assert [(h.name, h.role) for h in hosts] == [
-        ("server-1", "server"), ("agent-1", "agent"), ("agent-2", "agent")]  # fmt: skip
+        ("oslo-server-1", "server"), ("oslo-agent-1", "agent"), ("oslo-agent-2", "agent")]  # fmt: skip
     roles = {s.name: s.metadata["drboot.dev/role"] for s in double.cloud.labelled("oslo")}
-    assert roles == {"oslo-server-1": "server", "oslo-agent-1": "agent", "oslo-agent-2": "agent"}
+    assert roles == {
+        "oslo-server-1": "server", "oslo-agent-1": "agent", "oslo-agent-2": "agent"}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- refusals
@@ -364,7 +394,7 @@ def test_quota_exceeded_half_way_then_resume_completes_without_duplicates(
     resumed = make(double, ssh_key, monkeypatch, servers=3)
     have = {h.name for h in resumed.observe()}
     missing = [n for n in resumed.wanted() if n not in have]
-    assert missing == ["server-3"]
+    assert missing == ["oslo-server-3"]
     resumed.create(missing, lambda m: None)
     names = sorted(s.name for s in double.cloud.labelled("oslo"))
     assert names == ["oslo-server-1", "oslo-server-2", "oslo-server-3"]
@@ -397,9 +427,9 @@ def test_a_rate_limit_burst_is_retried_honouring_retry_after(
     print(f"{status} burst: {answers.count(status)} limited of {len(answers)} requests, "
           f"{api.requests_retried} retried after waits of {waits} s, {elapsed:.1f} s in all")
     assert answers.count(status) == 3 and len(hosts) == 1
-    # each was retried after exactly the Retry-After (1 s), one call at a time
-    assert api.requests_retried == 3 and waits == [1.0, 1.0, 1.0]
-    assert elapsed >= 3.0
+    # each was retried after the Retry-After (1 s, and a hair for clock skew), one at a time
+    assert api.requests_retried == 3 and len(waits) == 3
+    assert all(1.0 <= w <= 1.1 for w in waits) and elapsed >= 3.0
 
 
 def test_a_long_rate_limit_gives_up_at_the_cap(
@@ -420,7 +450,7 @@ def test_a_long_rate_limit_gives_up_at_the_cap(
     # the service root, until it succeeds, and the call itself)
     assert len(waits) < cap.attempts and sent <= 2 * cap.attempts
     assert sum(waits) <= cap.budget
-    assert all(w == cap.max_wait for w in waits)  # a 3600 s Retry-After is cut to the cap
+    assert all(w == cap.max_delay for w in waits)  # a 3600 s Retry-After is cut to the cap
     assert "wait, then `drboot resume" in info.value.format()
 
 
@@ -448,7 +478,7 @@ def test_a_server_that_goes_to_error_names_its_fault(
     assert "No valid host was found." in text and "openstack server delete" in text
     # a resume does not buy a second one next to the broken server
     with pytest.raises(PermanentError, match="went to ERROR"):
-        make(double, ssh_key, monkeypatch).create(["server-1"], lambda m: None)
+        make(double, ssh_key, monkeypatch).create(["oslo-server-1"], lambda m: None)
     assert double.cloud.count("POST", "/servers") == 1
 
 
@@ -463,7 +493,7 @@ def test_a_server_stuck_in_build_times_out_and_resume_uses_the_same_server(
     (stuck,) = double.cloud.labelled("oslo")
     double.cloud.finish_build("oslo-server-1")
     said: list[str] = []
-    (host,) = make(double, ssh_key, monkeypatch).create(["server-1"], said.append)
+    (host,) = make(double, ssh_key, monkeypatch).create(["oslo-server-1"], said.append)
     assert host.provider_id == f"openstack:RegionOne/{stuck.id}"
     assert double.cloud.count("POST", "/servers") == 1
     assert any("exists (BUILD)" in m or "exists (ACTIVE)" in m for m in said)
@@ -476,21 +506,21 @@ def test_destroy_touches_only_this_sites_and_this_runs_servers(
     double: OpenStackDouble, ssh_key: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cloud = double.cloud
-    decoy = cloud.add_server("bergen-server-1", {SITE: "bergen", NODE: "server-1"})
-    bare = cloud.add_server("hand-made", {})
-    other_run = cloud.add_server("oslo-old-server-1", {SITE: "oslo", NODE: "server-1",
-                                                       RUN: "oslo-20260101T000000-beef"})
+    decoy = cloud.add_server("bergen-server-1", {SITE: "bergen", "drboot.dev/role": "server"})
+    bare = cloud.add_server("oslo-server-1", {})  # the right name, but nobody's label
+    other_run = cloud.add_server("oslo-20260101t000000-beef-server-1", {
+        SITE: "oslo", "drboot.dev/role": "server", RUN: "oslo-20260101T000000-beef"})
     drill = make(double, ssh_key, monkeypatch, run_id="oslo-20261130T010000-ab12")
     (host,) = drill.create(drill.wanted(), lambda m: None)
     mine = [s for s in cloud.labelled("oslo") if s.metadata.get(RUN) == drill.run_id]
-    assert [s.name for s in mine] == ["oslo-20261130T010000-ab12-server-1"]
+    assert [s.name for s in mine] == ["oslo-20261130t010000-ab12-server-1"]
     assert host.provider_id == f"openstack:RegionOne/{mine[0].id}"
-    assert drill.destroy(lambda m: None) == ["server-1"]
+    assert drill.destroy(lambda m: None) == ["oslo-20261130t010000-ab12-server-1"]
     left = set(cloud.servers)
     assert left == {decoy.id, bare.id, other_run.id}
 
     restore = make(double, ssh_key, monkeypatch)  # a site-wide destroy: every oslo server
-    assert restore.destroy(lambda m: None) == ["server-1"]
+    assert restore.destroy(lambda m: None) == ["oslo-20260101t000000-beef-server-1"]
     assert set(cloud.servers) == {decoy.id, bare.id}
 
 
@@ -517,6 +547,6 @@ def test_settings_refuse_what_the_provider_cannot_honour(
 def test_a_cloud_that_cannot_be_reached_is_retried_then_given_up() -> None:
     api = OpenStackAPI(Credentials(region="r", auth_url="http://127.0.0.1:9/v3",
                                    username="u", password="p", project_name="x"),
-                       cap=RetryCap(attempts=2, first_backoff=0.01))  # fmt: skip
+                       cap=CloudRetryPolicy(attempts=2, base_delay=0.01))  # fmt: skip
     with pytest.raises(TransientError, match="cannot connect after 2 tries"):
         api.authenticate()
