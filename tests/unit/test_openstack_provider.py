@@ -306,7 +306,10 @@ def test_agents_are_created_with_their_role(
     assert prov.wanted() == ["oslo-server-1", "oslo-agent-1", "oslo-agent-2"]
     hosts = prov.create(prov.wanted(), lambda m: None)
     assert [(h.name, h.role) for h in hosts] == [
-        ("oslo-server-1", "server"), ("oslo-agent-1", "agent"), ("oslo-agent-2", "agent")]  # fmt: skip
+        ("oslo-server-1", "server"),
+        ("oslo-agent-1", "agent"),
+        ("oslo-agent-2", "agent"),
+    ]
     roles = {s.name: s.metadata["drboot.dev/role"] for s in double.cloud.labelled("oslo")}
     assert roles == {
         "oslo-server-1": "server", "oslo-agent-1": "agent", "oslo-agent-2": "agent"}  # fmt: skip
