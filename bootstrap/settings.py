@@ -50,6 +50,7 @@ from bootstrap.sitetypes.secretrefs import (
     K3sTokenRef,
     KnownHostsRef,
     SecretOnly,
+    SecretRef,
 )
 from bootstrap.sitetypes.shaped import (
     Address,
@@ -194,21 +195,110 @@ def _check_cidr(value: str) -> str:
     import ipaddress
 
     try:
-        return str(ipaddress.ip_network(value, strict=False))
+        net = ipaddress.ip_network(value, strict=True)
     except ValueError:
         raise PydanticCustomError(
-            "cidr", "expected an address or network like 203.0.113.7/32 or 10.77.0.0/24"
+            "cidr", "expected a network in CIDR form, like 10.0.0.0/16 or 203.0.113.7/32"
         ) from None
+    return str(net)
 
 
 Cidr = Annotated[str, AfterValidator(_check_cidr)]
 
 
+def _check_endpoint(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(value)
+    loopback = url.scheme == "http" and url.hostname in ("127.0.0.1", "::1", "localhost")
+    if not (url.scheme == "https" and url.hostname) and not loopback:
+        raise PydanticCustomError(
+            "endpoint",
+            "expected an https:// URL (or http:// on loopback, for a local API double)",
+        )
+    return value.rstrip("/")
+
+
+class HcloudNetwork(SiteModel):
+    """The private network between the servers (found or created by name, labelled)."""
+
+    ip_range: Cidr = Field(default="10.0.0.0/16", description="The network's IPv4 range.")
+    subnet: Cidr = Field(
+        default="10.0.1.0/24", description="The cloud subnet the servers get addresses in."
+    )
+
+    @model_validator(mode="after")
+    def _inside(self) -> HcloudNetwork:
+        import ipaddress
+
+        outer, inner = ipaddress.ip_network(self.ip_range), ipaddress.ip_network(self.subnet)
+        if inner.version != outer.version or not inner.subnet_of(outer):  # type: ignore[arg-type]
+            raise CrossFieldError([(("subnet",), f"expected a subnet of {self.ip_range}")])
+        return self
+
+
+class HcloudFirewall(SiteModel):
+    """The firewall drboot puts in front of the servers (found or created by name, labelled)."""
+
+    operator_cidrs: tuple[Cidr, ...] = Field(
+        min_length=1,
+        description="Where the operator (drboot) connects from: SSH (22) and the Kubernetes "
+        "API (6443) are open to these networks only, e.g. ['203.0.113.7/32'].",
+    )
+
+
+class HcloudProvider(SiteModel):
+    """Servers bought from Hetzner Cloud (found by labels before anything is bought)."""
+
+    type: Literal["hcloud"] = Field(description="Hetzner Cloud.")
+    token: SecretOnly = Field(
+        default=SecretRef(env="HCLOUD_TOKEN"),
+        description="API token of the project: {env: VAR} or {file: PATH}.",
+    )
+    location: NonEmpty = Field(description="Location to create in, e.g. hel1 or fsn1.")
+    server_type: NonEmpty = Field(default="cx22", description="Server type, e.g. cx22.")
+    image: NonEmpty = Field(default="debian-12", description="System image name.")
+    ssh_key_name: NonEmpty = Field(
+        default="drboot",
+        description="Name under which the operator's public key (ssh.private_key_file) is "
+        "registered in the project; an already registered identical key is reused.",
+    )
+    servers: StrictInt = Field(
+        default=1, ge=1, le=7, description="k3s servers: 1, or an odd number >= 3."
+    )
+    agents: StrictInt = Field(default=0, ge=0, le=20, description="k3s agents.")
+    network: HcloudNetwork | None = Field(
+        default=None, description="A private network for the servers; None = public only."
+    )
+    firewall: HcloudFirewall | None = Field(
+        default=None, description="A firewall for the servers; None = no cloud firewall."
+    )
+    create_timeout: Duration = Field(
+        default=timedelta(minutes=10),
+        description="How long a new server may take to reach 'running'.",
+    )
+    endpoint: Annotated[str, AfterValidator(_check_endpoint)] | None = Field(
+        default=None,
+        description="API endpoint; None = https://api.hetzner.cloud/v1 (set for a test double).",
+    )
+
+    @model_validator(mode="after")
+    def _odd_servers(self) -> HcloudProvider:
+        if self.servers != 1 and self.servers % 2 == 0:
+            raise CrossFieldError([(("servers",), "expected 1 or an odd number >= 3")])
+        return self
+
+    def server_count(self) -> int:
+        """How many k3s servers this provider yields."""
+        return self.servers
+
+
 class OpenStackAuth(SiteModel):
     """Keystone v3 password credentials in the site file (the password as a reference)."""
 
-    auth_url: Annotated[str, Field(pattern=r"^https?://\S+$")] = Field(
-        description="Keystone v3 URL, e.g. https://keystone.example.org:5000/v3."
+    auth_url: Annotated[str, AfterValidator(_check_endpoint)] = Field(
+        description="Keystone v3 URL, e.g. https://keystone.example.org:5000/v3 (https; "
+        "http only on loopback, for a local API double)."
     )
     username: NonEmpty = Field(description="OpenStack user name.")
     password: SecretOnly = Field(description="The user's password: {env: VAR} or {file: PATH}.")
@@ -291,7 +381,7 @@ class OpenStackProvider(SiteModel):
 
 
 Provider = Annotated[
-    StaticProvider | LabProvider | OpenStackProvider,
+    StaticProvider | LabProvider | HcloudProvider | OpenStackProvider,
     Field(discriminator="type"),
 ]
 

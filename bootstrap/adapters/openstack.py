@@ -243,6 +243,15 @@ class OpenStackAPI:
         )
         return None if flavor is None else str(flavor.id)
 
+    def flavor_size(self, name: str) -> str | None:
+        """"2 vCPU, 4096 MiB RAM, 40 GB disk" of flavor ``name`` (None: no such flavor)."""
+        f = self._call(
+            f"find flavor {name!r}", lambda c: c.compute.find_flavor(name, ignore_missing=True)
+        )
+        if f is None:
+            return None
+        return f"{f.vcpus} vCPU, {f.ram} MiB RAM, {f.disk} GB disk"
+
     def image_id(self, name: str) -> str | None:
         image = self._call(
             f"find image {name!r}", lambda c: c.image.find_image(name, ignore_missing=True)

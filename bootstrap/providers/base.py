@@ -62,6 +62,11 @@ class Provider(Protocol):
         """The wanted hosts that exist now (read-only)."""
         ...
 
+    def describe(self, names: list[str]) -> str | None:
+        """What creating ``names`` would buy, for the plan: "3 x cx22 in hel1 at EUR 0.0071/h
+        each" (read-only; None: nothing more to say than the names)."""
+        ...
+
     def create(self, names: list[str], progress: Progress) -> list[HostInfo]:
         """Create the named missing hosts and return them."""
         ...

@@ -72,6 +72,9 @@ class LabHosts:
         wanted = self._roles()
         return [self._info(h) for h in lab.hosts() if h.name in wanted and h.is_running()]
 
+    def describe(self, names: list[str]) -> str | None:
+        return None
+
     def create(self, names: list[str], progress: Progress) -> list[HostInfo]:
         lab = self._lab(create=True)
         assert lab is not None

@@ -133,6 +133,13 @@ class OpenStackHosts:
             if n in mine and mine[n].status == "ACTIVE" and mine[n].addresses
         ]
 
+    def describe(self, names: list[str]) -> str:
+        """The plan's line: N x flavor (its size, as Nova states it) in the region."""
+        size = self.api().flavor_size(self.cfg.flavor)
+        shape = f" ({size})" if size else ""
+        return (f"{len(names)} x {self.cfg.flavor}{shape} in {self.cfg.region}, image "
+                f"{self.cfg.image}; OpenStack states no price")  # fmt: skip
+
     # ------------------------------------------------------------------ create
     def preflight(self, count: int) -> tuple[str, str, str]:
         """Check everything checkable before a server is bought; (flavor, image, network) ids.

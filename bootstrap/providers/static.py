@@ -47,6 +47,9 @@ class StaticHosts:
             for h in hosts
         ]
 
+    def describe(self, names: list[str]) -> str | None:
+        return None
+
     def create(self, names: list[str], progress: Progress) -> list[HostInfo]:
         raise PermanentError(
             f"static provider cannot create hosts {names}",

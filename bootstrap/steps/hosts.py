@@ -34,12 +34,17 @@ def provision(ctx: StepContext) -> None:
     missing = [n for n in wanted if n not in have]
     if not missing:
         ctx.noop(f"all {len(wanted)} host(s) exist: {', '.join(wanted)}", target=prov.kind)
-    elif ctx.will(f"create {len(missing)} host(s): {', '.join(missing)}", target=prov.kind):
+    elif ctx.will(_create_line(missing, prov.describe(missing)), target=prov.kind):
         for h in prov.create(missing, lambda m: ctx.progress(m, target=prov.kind)):
             have[h.name] = h
     else:
         return
     ctx.record(Provisioned(hosts=[have[n] for n in wanted]))
+
+
+def _create_line(missing: list[str], offer: str | None) -> str:
+    line = f"create {len(missing)} host(s): {', '.join(missing)}"
+    return f"{line} ({offer})" if offer else line
 
 
 @step(

@@ -18,9 +18,10 @@ misbehaves on demand (``Faults``): 429/413 bursts with ``Retry-After``, 5xx, a s
 BUILD, one that goes to ERROR with a fault, the instance quota (Nova's 403 "Quota exceeded for
 instances"), and seeded decoy servers (another site's, an unlabelled one).
 
-What boots behind a server is a ``ServerBackend``: the default gives each server a made-up
-address and no machine; a lab backend boots a real lab host with the user data as its
-cloud-init NoCloud seed.
+What boots behind a server is a ``tests.doubles.servers.ServerBackend``: ``PaperServers``
+(the default) gives each server a TEST-NET address and no machine; ``LabServers`` boots a real
+lab host with the user data as its cloud-init NoCloud seed. The backend knows a server by a
+small number (``Server.num``: lab host names are short), the API by its UUID.
 """
 
 from __future__ import annotations
@@ -33,40 +34,16 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.doubles.servers import PaperServers, ServerBackend
 
 Json = dict[str, Any]
 
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class ServerBackend(Protocol):
-    """What boots behind a server the double creates."""
-
-    def boot(self, server_id: str, name: str, user_data: bytes | None) -> str:
-        """Boot the machine and return its fixed IPv4 address (raise to make it ERROR)."""
-        ...
-
-    def destroy(self, server_id: str) -> None: ...
-
-
-class AddressOnly:
-    """No machine: each server gets the next address of 192.0.2.0/24 (TEST-NET-1)."""
-
-    def __init__(self) -> None:
-        self._next = 10
-        self._lock = threading.Lock()
-
-    def boot(self, server_id: str, name: str, user_data: bytes | None) -> str:
-        with self._lock:
-            self._next += 1
-            return f"192.0.2.{self._next}"
-
-    def destroy(self, server_id: str) -> None:
-        return None
 
 
 @dataclass
@@ -88,6 +65,7 @@ class Faults:
 @dataclass
 class Server:
     id: str
+    num: int  # the backend's number for it
     name: str
     metadata: dict[str, str]
     flavor_id: str
@@ -168,7 +146,8 @@ class DoubleCloud:
             username, password, project, region)  # fmt: skip
         self.user_domain, self.project_domain = user_domain, project_domain
         self.app_credential = app_credential
-        self.backend: ServerBackend = backend or AddressOnly()
+        self.backend: ServerBackend = backend or PaperServers()
+        self._nums = iter(range(1, 1 << 30))
         self.faults = Faults()
         self.tokens: set[str] = set()
         self.lock = threading.RLock()
@@ -222,7 +201,7 @@ class DoubleCloud:
     def add_server(self, name: str, metadata: dict[str, str], *, status: str = "ACTIVE") -> Server:
         """A server that exists before the test (a decoy: another site's, or unlabelled)."""
         srv = Server(
-            id=str(uuid.uuid4()), name=name, metadata=dict(metadata),
+            id=str(uuid.uuid4()), num=next(self._nums), name=name, metadata=dict(metadata),
             flavor_id=next(iter(self.flavors)), image_id=next(iter(self.images)),
             key_name=None, network=None, security_groups=["default"], user_data=None,
             status=status, address="192.0.2.250",
@@ -300,7 +279,7 @@ class DoubleCloud:
                     f"Quota exceeded for instances: Requested 1, but already used {used} of "
                     f"{self.faults.max_instances} instances"}})  # fmt: skip
             srv = Server(
-                id=str(uuid.uuid4()), name=spec["name"],
+                id=str(uuid.uuid4()), num=next(self._nums), name=spec["name"],
                 metadata={str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
                 flavor_id=flavor_ref, image_id=image_ref, key_name=key_name, network=net_id,
                 security_groups=groups, user_data=user_data,
@@ -328,15 +307,19 @@ class DoubleCloud:
         message = self.faults.boot_errors.get(srv.name)
         if message is None:
             try:
-                address = self.backend.boot(srv.id, srv.name, srv.user_data)
+                text = srv.user_data.decode() if srv.user_data is not None else None
+                address = self.backend.boot(srv.num, srv.name, text)
             except Exception as exc:  # the backend failing is what ERROR reports
                 message = f"{type(exc).__name__}: {exc}"
             else:
                 with self.lock:
-                    if srv.id in self.servers:
+                    alive = srv.id in self.servers
+                    if alive:
                         srv.address = address
                         srv.status = "ACTIVE"
                         self._port_for(srv)
+                if not alive:  # deleted while it booted: its host goes too
+                    self.backend.destroy(srv.num)
                 return
         with self.lock:
             srv.status = "ERROR"
@@ -360,7 +343,7 @@ class DoubleCloud:
                 raise _not_found("Instance", sid)
             for pid in [p for p, port in self.ports.items() if port["device_id"] == sid]:
                 del self.ports[pid]
-        self.backend.destroy(sid)
+        self.backend.destroy(srv.num)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -531,15 +514,15 @@ class _Server(ThreadingHTTPServer):
                     found = [s for s in cloud.servers.values()
                              if "name" not in query or re.search(query["name"][0], s.name)]
                     return 200, {"servers": [s.view(nets) for s in found]}, {}
+            if len(parts) == 2 and method == "DELETE":
+                cloud.delete_server(parts[1])  # the backend's host goes outside the lock
+                return 204, None, {}
             with cloud.lock:
                 srv_ = cloud.servers.get(parts[1])
                 if srv_ is None:
                     raise _not_found("Instance", parts[1])
                 if len(parts) == 2 and method == "GET":
                     return 200, {"server": srv_.view(nets)}, {}
-                if len(parts) == 2 and method == "DELETE":
-                    cloud.delete_server(srv_.id)
-                    return 204, None, {}
                 if parts[2] == "metadata" and method == "GET":
                     return 200, {"metadata": dict(srv_.metadata)}, {}
                 if parts[2] == "metadata" and method == "POST":

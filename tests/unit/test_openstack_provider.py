@@ -116,6 +116,9 @@ def test_create_finds_before_it_buys_and_a_rerun_buys_nothing(
     prov = make(double, ssh_key, monkeypatch, servers=3)
     assert prov.wanted() == ["oslo-server-1", "oslo-server-2", "oslo-server-3"]
     assert prov.observe() == []
+    plan = prov.describe(prov.wanted())
+    assert plan.startswith("3 x m1.small (1 vCPU, 2048 MiB RAM, 20 GB disk) in RegionOne")
+    assert posts(double, "/compute") == 0  # the plan line is read-only
     hosts = prov.create(prov.wanted(), lambda m: None)
     assert [h.name for h in hosts] == ["oslo-server-1", "oslo-server-2", "oslo-server-3"]
     assert all(h.address.startswith("192.0.2.") and h.country == "NO" for h in hosts)
@@ -540,7 +543,7 @@ def test_settings_refuse_what_the_provider_cannot_honour(
     with pytest.raises(SiteFileError, match="inline secret not allowed") as info:
         load_site_text(inline, "/s/site.yaml")
     assert "hunter2" not in info.value.format()
-    with pytest.raises(SiteFileError, match="expected an address or network"):
+    with pytest.raises(SiteFileError, match="expected a network in CIDR form"):
         load_site_text(base.replace("[203.0.113.7/32]", "[not-an-address]"), "/s/site.yaml")
     even = site_text(double, ssh_key, servers=2)
     with pytest.raises(SiteFileError, match="odd number"):

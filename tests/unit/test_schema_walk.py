@@ -52,6 +52,8 @@ SOV_REFUSED = (
 )
 CPU_THRESHOLDS = f"{GATES}::test_cpu_gate_thresholds_decide_the_verdict"
 SYNC_TIMING = f"{MORE}::test_sync_wait_watches_and_holds_as_the_site_says"
+HCLOUD = "tests/unit/test_hcloud_provider.py"
+HCLOUD_FIELDS = f"{HCLOUD}::test_site_fields_reach_the_api"
 OS = "tests/unit/test_openstack_provider.py::"
 OS_CREDS = f"{OS}test_credentials_reach_keystone_as_the_site_states_them"
 OS_FOUND = f"{OS}test_keypair_network_and_security_group_are_found_or_created_once"
@@ -72,6 +74,21 @@ FIELD_EFFECTS: dict[str, str] = {
     "provider[static].hosts.labels": f"{EFFECTS}::test_site_labels_reach_the_provider_hosts",
     "provider[static].hosts.country": SOV_REFUSED,
     "provider[lab].type": f"{MORE}::test_provider_type_picks_the_provider",
+    "provider[hcloud].type": f"{HCLOUD}::test_plan_line_and_country_come_from_the_api",
+    "provider[hcloud].token": f"{HCLOUD}::test_bad_token_location_type_or_image_is_refused_"
+    "before_anything_is_bought",
+    "provider[hcloud].location": HCLOUD_FIELDS,
+    "provider[hcloud].server_type": HCLOUD_FIELDS,
+    "provider[hcloud].image": HCLOUD_FIELDS,
+    "provider[hcloud].ssh_key_name": HCLOUD_FIELDS,
+    "provider[hcloud].servers": f"{HCLOUD}::test_plan_line_and_country_come_from_the_api",
+    "provider[hcloud].agents": HCLOUD_FIELDS,
+    "provider[hcloud].network.ip_range": HCLOUD_FIELDS,
+    "provider[hcloud].network.subnet": HCLOUD_FIELDS,
+    "provider[hcloud].firewall.operator_cidrs": HCLOUD_FIELDS,
+    "provider[hcloud].create_timeout": f"{HCLOUD}::test_a_server_stuck_in_initializing_ends_"
+    "in_a_located_error",
+    "provider[hcloud].endpoint": f"{HCLOUD}::test_bad_hcloud_fields_are_refused_at_validation",
     "provider[lab].servers": LAB_HOSTS,
     "provider[lab].agents": REFUSED,
     "provider[lab].subnet_index": "tests/integration/test_lab_provider.py::"

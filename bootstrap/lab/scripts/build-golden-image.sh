@@ -101,11 +101,13 @@ done
 apt_clean_dirs=("$R/var/cache/apt/archives" "$R/var/lib/apt/lists")
 for d in "${apt_clean_dirs[@]}"; do find "$d" -maxdepth 1 -type f -delete; done
 
-# cloud-init reads only the NoCloud seed (no metadata service to probe on a lab bridge) and
-# leaves the network to the lab, which configures it from outside the container.
+# cloud-init reads only the NoCloud seed (no metadata service to probe on a lab bridge),
+# leaves the network to the lab, which configures it from outside the container, and the
+# locale alone (minbase has no `locales` package for update-locale).
 cat >"$R/etc/cloud/cloud.cfg.d/90-drboot-lab.cfg" <<'EOF'
 datasource_list: [NoCloud, None]
 network: {config: disabled}
+locale: false
 EOF
 rm -rf "$R/var/lib/cloud/instance" "$R/var/lib/cloud/instances"
 

@@ -38,9 +38,11 @@ def generate_host_key(comment: str) -> HostKeyPair:
         serialization.PrivateFormat.OpenSSH,
         serialization.NoEncryption(),
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
     return HostKeyPair(public_openssh=f"{public} {comment}", private_openssh=private)
 
 
@@ -75,7 +77,9 @@ def build_user_data(
                 "ssh_authorized_keys": list(authorized_keys),
             }
         ]
-    text = "#cloud-config\n" + yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+    text = "#cloud-config\n" + yaml.safe_dump(
+        config, sort_keys=True, default_flow_style=False, width=4096
+    )
     if len(text.encode()) > USER_DATA_LIMIT:
         raise ValueError(f"user data is {len(text.encode())} bytes, over {USER_DATA_LIMIT}")
     return text
