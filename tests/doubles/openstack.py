@@ -54,7 +54,7 @@ class Faults:
     rate_limit_status: int = 429  # 429, or Nova's older 413 "overLimit"
     retry_after: int = 1  # seconds, in the Retry-After header
     server_errors: int = 0  # the next N requests answer 503
-    stuck_in_build: set[str] = field(default_factory=set)  # server names that stay BUILD
+    stuck_in_build: set[str] = field(default_factory=set)  # names that stay BUILD ("*": all)
     boot_errors: dict[str, str] = field(default_factory=dict)  # name -> fault message (ERROR)
     max_instances: int = 20  # Nova's instances quota
     # what GET /limits reports as maxTotalInstances (None: the quota itself); a lower real
@@ -285,7 +285,7 @@ class DoubleCloud:
                 security_groups=groups, user_data=user_data,
             )  # fmt: skip
             self.servers[srv.id] = srv
-        if srv.name not in self.faults.stuck_in_build:
+        if not ({srv.name, "*"} & self.faults.stuck_in_build):
             t = threading.Thread(target=self._boot, args=(srv,), name=f"boot-{srv.name}",
                                  daemon=True)  # fmt: skip
             self.boots.append(t)
@@ -294,7 +294,7 @@ class DoubleCloud:
 
     def finish_build(self, name: str) -> None:
         """Let a server held in BUILD (``faults.stuck_in_build``) boot now."""
-        self.faults.stuck_in_build.discard(name)
+        self.faults.stuck_in_build -= {name, "*"}
         with self.lock:
             held = [s for s in self.servers.values() if s.name == name and s.status == "BUILD"]
         for srv in held:
