@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +57,7 @@ class ServerRecord:
     metadata: dict[str, str]
     addresses: dict[str, list[str]]  # network name -> IPv4 addresses
     fault: str | None = None
+    created: datetime | None = None  # timezone-aware
 
 
 @dataclass(frozen=True)
@@ -398,4 +400,16 @@ def _record(server: Any) -> ServerRecord:
         metadata={str(k): str(v) for k, v in (server.metadata or {}).items()},
         addresses=addresses,
         fault=None if fault is None else str(fault.get("message") or fault),
+        created=_created(server.created_at),
     )
+
+
+def _created(value: object) -> datetime | None:
+    """Nova's ``created`` (ISO 8601, ``Z``) as an aware datetime; None if it says nothing."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -51,6 +51,7 @@ from bootstrap.providers.cloud.hostkeys import PinnedHostKeys
 from bootstrap.providers.cloud.labels import (
     RUN_LABEL,
     SITE_LABEL,
+    LabelledServer,
     Ownership,
     Role,
     wanted_names,
@@ -83,21 +84,6 @@ class Offer:
     architecture: str
     image_id: int
     price_hourly_gross: str | None  # EUR incl. VAT, as the API gives it
-
-
-@dataclass(frozen=True)
-class LabelledServer:
-    """A server carrying drboot's site label (the janitor's listing)."""
-
-    name: str
-    site: str
-    run: str | None
-    status: str
-    created: datetime
-    provider_id: str
-
-    def age(self, now: datetime | None = None) -> timedelta:
-        return (now or datetime.now(UTC)) - self.created
 
 
 class HcloudHosts:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,14 @@ from bootstrap import secretrefs
 from bootstrap.errors import PermanentError, PreflightError, WaitTimeout
 from bootstrap.providers.base import HostInfo, Progress
 from bootstrap.providers.cloud.hostkeys import PinnedHostKeys
-from bootstrap.providers.cloud.labels import Ownership, Role, wanted_names
+from bootstrap.providers.cloud.labels import (
+    RUN_LABEL,
+    SITE_LABEL,
+    LabelledServer,
+    Ownership,
+    Role,
+    wanted_names,
+)
 from bootstrap.providers.cloud.userdata import build_user_data, generate_host_key
 from bootstrap.settings import OpenStackProvider, Site
 
@@ -139,6 +147,21 @@ class OpenStackHosts:
         shape = f" ({size})" if size else ""
         return (f"{len(names)} x {self.cfg.flavor}{shape} in {self.cfg.region}, image "
                 f"{self.cfg.image}; OpenStack states no price")  # fmt: skip
+
+    def labelled(self) -> list[LabelledServer]:
+        """Every server of the project with a drboot site label, any site (the janitor's)."""
+        return [
+            LabelledServer(
+                name=s.name,
+                site=s.metadata[SITE_LABEL],
+                run=s.metadata.get(RUN_LABEL),
+                status=s.status,
+                created=s.created or datetime.now(UTC),
+                provider_id=f"openstack:{self.cfg.region}/{s.id}",
+            )
+            for s in self.api().servers()
+            if s.metadata.get(SITE_LABEL)
+        ]
 
     # ------------------------------------------------------------------ create
     def preflight(self, count: int) -> tuple[str, str, str]:

@@ -237,8 +237,10 @@ class HcloudDouble:
         self.networks: dict[int, dict[str, Any]] = {}
         self.firewalls: dict[int, dict[str, Any]] = {}
         self.actions: dict[int, dict[str, Any]] = {}
-        self.max_servers_seen = 0
+        self.max_servers_seen = 0  # most drboot-labelled servers at once (any site)
+        self.max_per_site: dict[str, int] = {}  # most servers of one site at once
         self.servers_created = 0
+        self.server_created = threading.Event()  # set by every create (a test waits on it)
         self._ids = iter(range(1000, 10**9))
         self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
@@ -293,12 +295,21 @@ class HcloudDouble:
             t.join(timeout)
 
     # ------------------------------------------------------------------ test helpers
-    def add_server(self, name: str, labels: dict[str, str], status: str = "running") -> int:
-        """A server made outside drboot (a decoy of another site, an unlabelled one)."""
+    def add_server(
+        self,
+        name: str,
+        labels: dict[str, str],
+        status: str = "running",
+        created: datetime | None = None,
+    ) -> int:
+        """A server made outside this run (a decoy of another site, an unlabelled one, a
+        drill forgotten ``created`` ago)."""
         with self._lock:
             sid = next(self._ids)
             self.servers[sid] = self._server_record(sid, name, "cx22", "fsn1", labels, [], [])
             self.servers[sid]["status"] = status
+            if created is not None:
+                self.servers[sid]["created"] = created.strftime("%Y-%m-%dT%H:%M:%S+00:00")
             self.servers[sid]["public_net"]["ipv4"] = self._ipv4(sid, f"198.51.100.{sid % 250}")
             return sid
 
@@ -645,7 +656,12 @@ class HcloudDouble:
         self.servers[sid] = server
         self.user_data[sid] = user_data
         self.servers_created += 1
+        self.server_created.set()
         self.max_servers_seen = max(self.max_servers_seen, len(self.labelled()))
+        site = server["labels"].get("drboot.dev/site")
+        if site is not None:
+            now = sum(s["labels"].get("drboot.dev/site") == site for s in self.servers.values())
+            self.max_per_site[site] = max(self.max_per_site.get(site, 0), now)
         action = self._new_action("create_server", [(sid, "server")])
         stuck = any(part in name for part in self.faults.stuck_names)
         if not stuck:

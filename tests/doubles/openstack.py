@@ -198,7 +198,8 @@ class DoubleCloud:
     def _server_less_create(self, kind: str, spec: Json) -> Json:
         return _neutron_item(self, kind, spec)
 
-    def add_server(self, name: str, metadata: dict[str, str], *, status: str = "ACTIVE") -> Server:
+    def add_server(self, name: str, metadata: dict[str, str], *, status: str = "ACTIVE",
+                   created: datetime | None = None) -> Server:  # fmt: skip
         """A server that exists before the test (a decoy: another site's, or unlabelled)."""
         srv = Server(
             id=str(uuid.uuid4()), num=next(self._nums), name=name, metadata=dict(metadata),
@@ -206,6 +207,8 @@ class DoubleCloud:
             key_name=None, network=None, security_groups=["default"], user_data=None,
             status=status, address="192.0.2.250",
         )  # fmt: skip
+        if created is not None:
+            srv.created = created.strftime("%Y-%m-%dT%H:%M:%SZ")
         with self.lock:
             self.servers[srv.id] = srv
         return srv

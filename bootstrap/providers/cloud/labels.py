@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol, runtime_checkable
 
 from bootstrap.errors import ConfigError
 
@@ -105,3 +106,25 @@ def wanted_names(owner: Ownership, servers: int, agents: int) -> dict[str, Role]
     out: dict[str, Role] = {owner.server_name("server", i + 1): "server" for i in range(servers)}
     out.update({owner.server_name("agent", i + 1): "agent" for i in range(agents)})
     return out
+
+
+@dataclass(frozen=True)
+class LabelledServer:
+    """A server carrying drboot's site label, of any site or run (the janitor's listing)."""
+
+    name: str
+    site: str
+    run: str | None
+    status: str
+    created: datetime  # timezone-aware
+    provider_id: str
+
+    def age(self, now: datetime | None = None) -> timedelta:
+        return (now or datetime.now(UTC)) - self.created
+
+
+@runtime_checkable
+class LabelledInventory(Protocol):
+    """A provider that can list every drboot-labelled server of its account (read-only)."""
+
+    def labelled(self) -> list[LabelledServer]: ...
