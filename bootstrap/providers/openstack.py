@@ -77,6 +77,7 @@ class OpenStackHosts:
         # the pinned public host keys; without a state folder (a dry look) nothing is pinned
         self.pins = PinnedHostKeys(state_root, self.kind, site.name) if state_root else None
         self._api = api
+        self._checked: tuple[str, str, str] | None = None
         self.poll_interval = poll_interval
 
     # ------------------------------------------------------------------ names
@@ -85,7 +86,11 @@ class OpenStackHosts:
         return list(self.roles)
 
     def countries(self) -> dict[str, str | None]:
-        """The country the site states for the region (OpenStack does not say)."""
+        """The country the site states for the region (OpenStack does not say).
+
+        Called in preflight, before anything is created: it also runs the read-only checks
+        (credentials, flavor, image, network), so a bad one stops the run there (exit 3)."""
+        self.checked()
         return {name: self.cfg.country for name in self.wanted()}
 
     def _resource_name(self, given: str | None) -> str:
@@ -164,11 +169,13 @@ class OpenStackHosts:
         ]
 
     # ------------------------------------------------------------------ create
-    def preflight(self, count: int) -> tuple[str, str, str]:
-        """Check everything checkable before a server is bought; (flavor, image, network) ids.
+    def checked(self) -> tuple[str, str, str]:
+        """The read-only checks, once per process: (flavor, image, network) ids.
 
-        Raises ``PreflightError`` (nothing created): credentials, flavor, image, network,
-        and whether the instance quota leaves room for ``count`` more servers."""
+        Raises ``PreflightError`` (nothing created) for refused credentials or a flavor,
+        image or network the region does not have."""
+        if self._checked is not None:
+            return self._checked
         api, cfg = self.api(), self.cfg
         api.authenticate()
         flavor = api.flavor_id(cfg.flavor)
@@ -193,7 +200,14 @@ class OpenStackHosts:
                 hint="set provider.network to the network drboot reaches servers on "
                 "(`openstack network list`)",
             )
-        headroom = api.instance_headroom()
+        self._checked = (flavor, image, network)
+        return self._checked
+
+    def preflight(self, count: int) -> tuple[str, str, str]:
+        """Everything checkable before a server is bought: ``checked()``, and whether the
+        instance quota (Nova's limits) leaves room for ``count`` more servers."""
+        ids = self.checked()
+        headroom = self.api().instance_headroom()
         if headroom is not None and headroom < count:
             raise PreflightError(
                 f"openstack: the instance quota leaves room for {headroom} more server(s), "
@@ -202,7 +216,7 @@ class OpenStackHosts:
                 hint="raise the project's instance quota or delete unused servers; nothing "
                 "was created",
             )
-        return flavor, image, network
+        return ids
 
     def _public_key(self) -> str:
         key_file = Path(self.site.ssh.private_key_file)

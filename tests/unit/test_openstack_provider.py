@@ -366,8 +366,10 @@ def test_unknown_flavor_image_or_network_is_refused_before_anything_is_created(
     site = prov.site.model_copy(update={"provider": prov.cfg.model_copy(update={field: value})})
     prov = OpenStackHosts(site, poll_interval=0.05)
     with pytest.raises(PreflightError, match=words) as info:
-        prov.create(prov.wanted(), lambda m: None)
+        prov.countries()  # what preflight-sovereignty asks, before any step creates anything
     assert info.value.exit_code == ExitCode.PREFLIGHT and "next:" in info.value.format()
+    with pytest.raises(PreflightError, match=words):
+        prov.create(prov.wanted(), lambda m: None)
     assert posts(double, "/compute") == 0 and posts(double, "/network") == 0
 
 
