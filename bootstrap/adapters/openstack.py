@@ -316,7 +316,7 @@ class OpenStackAPI:
         return str(sg.id)
 
     def ingress_rules(self, sg_id: str) -> set[tuple[str | None, int | None, int | None, str]]:
-        """(protocol, port min, port max, remote prefix) of each IPv4 ingress rule."""
+        """(protocol, port min, port max, remote prefix) of each ingress rule with a prefix."""
         rules = self._call(
             "list security group rules",
             lambda c: list(c.network.security_group_rules(security_group_id=sg_id)),
@@ -332,7 +332,8 @@ class OpenStackAPI:
         self._call(
             f"create security group rule {protocol or 'any'}/{port or 'all'} from {prefix}",
             lambda c: c.network.create_security_group_rule(
-                security_group_id=sg_id, direction="ingress", ethertype="IPv4",
+                security_group_id=sg_id, direction="ingress",
+                ethertype="IPv6" if ":" in prefix else "IPv4",
                 protocol=protocol, port_range_min=port, port_range_max=port,
                 remote_ip_prefix=prefix,
             ),

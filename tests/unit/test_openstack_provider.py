@@ -162,7 +162,8 @@ def test_keypair_network_and_security_group_are_found_or_created_once(
     monkeypatch.setenv(PASSWORD_ENV, double.cloud.password)
     site = load_site_text(
         site_text(double, ssh_key, "  private_cidr: 10.88.0.0/24").replace(
-            "operator_cidrs: [203.0.113.7/32]", "operator_cidrs: [203.0.113.7/32, 198.51.100.0/24]"
+            "operator_cidrs: [203.0.113.7/32]",
+            "operator_cidrs: [203.0.113.7/32, 198.51.100.0/24, '2001:db8::/64']",
         ),
         "/s/site.yaml",
     )
@@ -182,15 +183,18 @@ def test_keypair_network_and_security_group_are_found_or_created_once(
     assert rules == {
         ("tcp", 22, "203.0.113.7/32"), ("tcp", 6443, "203.0.113.7/32"),
         ("tcp", 22, "198.51.100.0/24"), ("tcp", 6443, "198.51.100.0/24"),
+        ("tcp", 22, "2001:db8::/64"), ("tcp", 6443, "2001:db8::/64"),
         (None, None, "10.88.0.0/24"),
     }  # fmt: skip
+    assert {r["ethertype"] for r in sg["security_group_rules"]
+            if r["remote_ip_prefix"] == "2001:db8::/64"} == {"IPv6"}  # fmt: skip
     server = cloud.labelled("oslo")[0]
     assert server.key_name == "drboot-oslo" and server.security_groups == ["drboot-oslo"]
     assert server.network == nets["public"]["id"]  # the address drboot connects to
 
     kinds = ("/os-keypairs", "/networks", "/security-groups", "/security-group-rules")
     counts = tuple(posts(double, k) for k in kinds)
-    assert counts == (1, 1, 1, 5)
+    assert counts == (1, 1, 1, 7)
     prov.destroy(lambda m: None)
     prov.create(prov.wanted(), lambda m: None)  # all found: only the server is bought again
     assert tuple(posts(double, k) for k in kinds) == counts
