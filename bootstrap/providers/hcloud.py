@@ -174,16 +174,28 @@ class HcloudHosts:
                 f"{where}: the project's limit is reached ({err.fault.message})",
                 target=self.kind,
                 hint="ask Hetzner to raise the limit (console: Limits), then "
-                "`drboot resume RUN_ID`; servers already made are used again, not bought twice",
+                f"`drboot resume {self._run}`; servers already made are used again, not bought "
+                f"twice{self._give_up}",
             )
         if code == "rate_limit_exceeded" or err.fault.retryable:
             return PermanentError(
                 f"{where}: {err}; gave up within the retry cap "
                 f"({self.policy.attempts} attempts, {self.policy.budget:.0f} s)",
                 target=self.kind,
-                hint="wait a few minutes, then `drboot resume RUN_ID`",
+                hint=f"wait a few minutes, then `drboot resume {self._run}`{self._give_up}",
             )
         return PermanentError(f"{where}: {err}", target=self.kind)
+
+    @property
+    def _run(self) -> str:
+        return self.owner.run_id or "RUN_ID"
+
+    @property
+    def _give_up(self) -> str:
+        """For a drill: how to give up and stop paying (its servers are throw-away)."""
+        if self.owner.run_id is None:
+            return ""
+        return f"; or give up: `drboot teardown {self.owner.run_id}` destroys what it made"
 
     # ------------------------------------------------------------------ read-only checks
     def offer(self) -> Offer:
@@ -510,7 +522,8 @@ class HcloudHosts:
                     f"{self.cfg.create_timeout.total_seconds():.0f} s (provider.create_timeout)",
                     target=str(server.name),
                     hint="look at it in the Hetzner console; delete it or wait, then "
-                    "`drboot resume RUN_ID` (it is used again, not bought twice)",
+                    f"`drboot resume {self._run}` (it is used again, not bought twice)"
+                    f"{self._give_up}",
                 )
             time.sleep(POLL)
             sid = server.id

@@ -160,9 +160,19 @@ def test_drill_through_the_hetzner_double_reaches_synced_and_leaves_nothing(
     ), change
     assert cs.double.count("POST") == 0  # a plan buys nothing
 
+    # a burst of 429s as the drill starts: each retry waits for the announced reset
+    cs.double.faults.rate_limited = 3
+    cs.double.faults.rate_limit_reset_in = 2.0
+    before = len(cs.double.requests)
     res = cs.drboot("drill", str(cs.site))
     assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-5000:]
     rid = run_id(res)
+    seen = cs.double.requests[before:]
+    limited = [i for i, r in enumerate(seen) if r.status == 429]
+    print(f"drill {rid}: {len(seen)} API requests, {len(limited)} answered 429")
+    assert len(limited) == 3
+    for i in limited:  # the next try came after the reset the 429 announced (whole seconds)
+        assert seen[i + 1].at >= seen[i].at + 1.0
     for step in ("provision", "connect", "install-k3s", "wait-synced", "teardown"):
         assert _done(res, step), step
     assert any("Synced+Healthy" in m for m in _apps(res)), _apps(res)
@@ -172,12 +182,18 @@ def test_drill_through_the_hetzner_double_reaches_synced_and_leaves_nothing(
     assert cs.double.servers_created == 1 and cs.double.max_per_site[cs.name] == 1
     created = [r for r in cs.double.requests if r.method == "POST" and r.path == "/v1/servers"]
     assert len(created) == 1
+    # neither the token nor a host private key is anywhere in drboot's state (journal, audit
+    # log, run folders, pinned keys) or its output
+    for path in (p for p in cs.state.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        assert TOKEN.encode() not in data, path
+        assert b"PRIVATE KEY" not in data, path
+    assert TOKEN not in res.stdout + res.stderr and "PRIVATE KEY" not in res.stdout
     # nothing of the drill is left: no drboot server of this site, no lab host
     cs.double.wait_idle()
     assert cs.drboot_servers() == []
     assert cs.lab.hosts() == []
     assert set(cs.double.servers) == {decoy, bare}
-    print(f"drill {rid}: {len(cs.double.requests)} API requests")
 
 
 def test_sigkill_between_create_and_running_then_resume_uses_the_same_server(

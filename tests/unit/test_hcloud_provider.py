@@ -182,7 +182,9 @@ def test_quota_half_way_is_a_clear_error_and_a_resume_buys_only_the_rest(
     prov = hosts(s, tmp_path, RUN)
     with pytest.raises(PermanentError) as err:
         prov.create(prov.wanted(), lambda _: None)
-    assert "limit is reached" in err.value.message and "resume" in (err.value.hint or "")
+    assert "limit is reached" in err.value.message
+    assert f"`drboot resume {RUN}`" in (err.value.hint or "")
+    assert f"`drboot teardown {RUN}` destroys what it made" in (err.value.hint or "")
     assert err.value.exit_code == ExitCode.STEP_FAILED
     assert double.servers_created == 2
 
@@ -338,3 +340,14 @@ def test_bad_hcloud_fields_are_refused_at_validation(
         site(tmp_path, double, op_key, **provider)
     shown = err.value.format() + " ".join(repr(p) for p in err.value.problems)
     assert message in shown and "hunter2" not in shown
+
+
+def test_listings_follow_the_pagination_meta(
+    tmp_path: Path, double: HcloudDouble, op_key: Path
+) -> None:
+    for i in range(60):
+        double.add_server(f"old-drill-{i}", {SITE_LABEL: f"site{i}"})
+    prov = hosts(site(tmp_path, double, op_key), tmp_path)
+    found = prov.labelled()
+    assert len(found) == 60 and {s.site for s in found} == {f"site{i}" for i in range(60)}
+    assert double.count("GET", "/v1/servers") == 2  # 50 per page: two pages
