@@ -139,7 +139,7 @@ def os_site(lab: Lab, tmp_path: Path, servers: int = 1) -> Iterator[OsSite]:
     state = tmp_path / "state"
     env = dict(os.environ, DRBOOT_STATE_DIR=str(state))
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    cloud = DoubleCloud(password=PASSWORD, backend=LabServers(lab, boot_timeout=180))
+    cloud = DoubleCloud(password=PASSWORD, backend=LabServers(lab, boot_timeout=180, prefix="os"))
     with OpenStackDouble(cloud) as double:
         site = tmp_path / f"{NAME}.yaml"
         site.write_text(SITE.format(
