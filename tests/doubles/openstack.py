@@ -404,6 +404,13 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.cloud = cloud
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that went away (a SIGKILLed drboot's keep-alive connection)
+        super().handle_error(request, client_address)
+
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
