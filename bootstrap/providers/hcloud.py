@@ -104,7 +104,8 @@ class HcloudHosts:
         self.policy = CloudRetryPolicy()
         self.requests = 0  # API requests this provider made (retries included)
         self._client: Client | None = None
-        self._headers: dict[str, str] = {}
+        self._headers: dict[str, str] = {}  # of the last answer (rate-limit headers)
+        self._status: int | None = None  # of the last answer
         self._offer: Offer | None = None
         self._log: Progress = lambda _msg: None
 
@@ -135,7 +136,7 @@ class HcloudHosts:
     def _translate(self, exc: BaseException) -> CloudFault | None:
         if isinstance(exc, APIException):
             code = exc.code if isinstance(exc.code, str) else None
-            status = exc.code if isinstance(exc.code, int) else getattr(self, "_status", None)
+            status = exc.code if isinstance(exc.code, int) else self._status
             return CloudFault(
                 status=status,
                 code=code,

@@ -243,7 +243,7 @@ class HcloudDouble:
         self.faults = Faults()
         self.requests: list[Request] = []
         self.servers: dict[int, dict[str, Any]] = {}
-        self.user_data: dict[int, str | None] = {}
+        self.user_data: dict[int, str | None] = {}  # by server id, kept after deletion
         self.ssh_keys: dict[int, dict[str, Any]] = {}
         self.networks: dict[int, dict[str, Any]] = {}
         self.firewalls: dict[int, dict[str, Any]] = {}
@@ -704,8 +704,7 @@ class HcloudDouble:
     def _delete_server(self, sid: int, action: dict[str, Any]) -> None:
         self.backend.destroy(sid)
         with self._lock:
-            server = self.servers.pop(sid, None)
-            self.user_data.pop(sid, None)
+            server = self.servers.pop(sid, None)  # its user data stays readable for tests
             if server:
                 for p in server["private_net"]:
                     net = self.networks.get(p["network"])
