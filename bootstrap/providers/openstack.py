@@ -14,9 +14,10 @@ What makes it safe to run twice:
 * **Host keys pinned before boot.** drboot makes each server's ed25519 host key, saves the
   public half in the run state and hands the key pair to the server through cloud-init user
   data (``bootstrap.providers.cloud.userdata``); the first SSH connection verifies it.
-* **Checks before anything is bought.** Credentials (a Keystone token), flavor, image,
-  network and the instance quota (Nova's limits) are checked before the first resource exists;
-  a failure there is a ``PreflightError`` (exit 3) with nothing half-created.
+* **Checks before anything is bought.** Credentials (a Keystone token), flavor, image and
+  network are checked in preflight (``countries()``), the instance quota (Nova's limits)
+  before the first resource exists; a failure there is a ``PreflightError`` (exit 3) with
+  nothing half-created.
 * **Found or created.** The key pair (the public half of ``ssh.private_key_file``), the
   private network and the security group (22 and 6443 from ``operator_cidrs``, everything
   from the private network) are looked up by name and created only when missing.
