@@ -293,8 +293,95 @@ class HcloudProvider(SiteModel):
         return self.servers
 
 
+class OpenStackAuth(SiteModel):
+    """Keystone v3 password credentials in the site file (the password as a reference)."""
+
+    auth_url: Annotated[str, AfterValidator(_check_endpoint)] = Field(
+        description="Keystone v3 URL, e.g. https://keystone.example.org:5000/v3 (https; "
+        "http only on loopback, for a local API double)."
+    )
+    username: NonEmpty = Field(description="OpenStack user name.")
+    password: SecretOnly = Field(description="The user's password: {env: VAR} or {file: PATH}.")
+    project_name: NonEmpty = Field(description="Project (tenant) the servers are billed to.")
+    user_domain_name: NonEmpty = Field(default="Default", description="Domain of the user.")
+    project_domain_name: NonEmpty = Field(default="Default", description="Domain of the project.")
+
+
+class OpenStackProvider(SiteModel):
+    """Servers bought from an OpenStack cloud (Nova, Glance, Neutron) through openstacksdk."""
+
+    type: Literal["openstack"] = Field(description="An OpenStack cloud.")
+    cloud: NonEmpty | None = Field(
+        default=None,
+        description="Cloud name in clouds.yaml (its credentials stay there); or give auth.",
+    )
+    clouds_file: SitePath | None = Field(
+        default=None,
+        description="The clouds.yaml holding `cloud`; None = openstacksdk's search path "
+        "(./clouds.yaml, ~/.config/openstack/, /etc/openstack/).",
+    )
+    auth: OpenStackAuth | None = Field(
+        default=None, description="Credentials given here instead of a clouds.yaml cloud."
+    )
+    region: NonEmpty = Field(description="Region the servers are created in.")
+    country: CountryCode | None = Field(
+        default=None,
+        description="Where the region is (ISO 3166-1 alpha-2; OpenStack does not say): "
+        "checked against sovereignty.allowed_countries.",
+    )
+    flavor: NonEmpty = Field(description="Flavor name or id of every server.")
+    image: NonEmpty = Field(description="Image name or id (a Debian 12 cloud image).")
+    keypair: NonEmpty | None = Field(
+        default=None,
+        description="Nova key pair the servers get; found or imported from the public half of "
+        "ssh.private_key_file. None = drboot-<site>.",
+    )
+    network: NonEmpty = Field(
+        description="Existing network drboot reaches the servers on (a provider/public one)."
+    )
+    private_network: NonEmpty | None = Field(
+        default=None,
+        description="Network between the servers, found or created with private_cidr; "
+        "None = drboot-<site>.",
+    )
+    private_cidr: Cidr = Field(
+        default="10.77.0.0/24", description="Subnet of the private network (if drboot makes it)."
+    )
+    security_group: NonEmpty | None = Field(
+        default=None,
+        description="Security group found or created: 22 and 6443 from operator_cidrs, "
+        "everything from private_cidr. None = drboot-<site>.",
+    )
+    operator_cidrs: tuple[Cidr, ...] = Field(
+        min_length=1, description="Where the operator connects from (SSH 22, Kubernetes 6443)."
+    )
+    servers: StrictInt = Field(
+        default=1, ge=1, le=7, description="k3s servers: 1, or an odd number >= 3."
+    )
+    agents: StrictInt = Field(default=0, ge=0, le=20, description="k3s agents.")
+    build_timeout: Duration = Field(
+        default=timedelta(minutes=10), description="How long a server may stay in BUILD."
+    )
+
+    @model_validator(mode="after")
+    def _credentials(self) -> OpenStackProvider:
+        problems: list[tuple[Loc, str]] = []
+        if (self.cloud is None) == (self.auth is None):
+            problems.append(((), "expected exactly one of cloud (a clouds.yaml name) or auth"))
+        if self.clouds_file is not None and self.cloud is None:
+            problems.append((("clouds_file",), "clouds_file needs cloud: the name to use in it"))
+        if self.servers != 1 and self.servers % 2 == 0:
+            problems.append((("servers",), "expected 1 or an odd number >= 3"))
+        raise_if(problems)
+        return self
+
+    def server_count(self) -> int:
+        """How many k3s servers this provider yields."""
+        return self.servers
+
+
 Provider = Annotated[
-    StaticProvider | LabProvider | HcloudProvider,
+    StaticProvider | LabProvider | HcloudProvider | OpenStackProvider,
     Field(discriminator="type"),
 ]
 

@@ -72,7 +72,7 @@ def janitor(site: Site, state: StateDir, older_than: timedelta) -> list[Labelled
         if not isinstance(prov, LabelledInventory):
             raise ConfigError(
                 f"provider {prov.kind} keeps no labelled servers to look after",
-                hint="the janitor lists servers of cloud providers (hcloud)",
+                hint="the janitor lists servers of cloud providers (hcloud, openstack)",
             )
         now = datetime.now(UTC)
         found = [s for s in prov.labelled() if s.age(now) >= older_than]

@@ -1,4 +1,5 @@
-"""Where hosts come from: static (hosts you have), lab (local nspawn hosts), hcloud (bought).
+"""Where hosts come from: static (hosts you have), lab (local nspawn hosts), hcloud and
+openstack (bought).
 
 ``provider_for(site, state_root)`` returns the provider a site describes, looked up by type in
 ``PROVIDERS``. Every provider observes first: ``observe()`` lists what exists, and ``create()``
@@ -24,6 +25,7 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "static": ("bootstrap.providers.static", "StaticHosts"),
     "lab": ("bootstrap.providers.lab", "LabHosts"),
     "hcloud": ("bootstrap.providers.hcloud", "HcloudHosts"),
+    "openstack": ("bootstrap.providers.openstack", "OpenStackHosts"),
 }
 
 

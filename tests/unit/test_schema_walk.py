@@ -55,6 +55,11 @@ SYNC_TIMING = f"{MORE}::test_sync_wait_watches_and_holds_as_the_site_says"
 RUN_END = "tests/unit/test_run_end.py"
 HCLOUD = "tests/unit/test_hcloud_provider.py"
 HCLOUD_FIELDS = f"{HCLOUD}::test_site_fields_reach_the_api"
+OS = "tests/unit/test_openstack_provider.py::"
+OS_CREDS = f"{OS}test_credentials_reach_keystone_as_the_site_states_them"
+OS_FOUND = f"{OS}test_keypair_network_and_security_group_are_found_or_created_once"
+OS_NAMED = f"{OS}test_named_resources_from_the_site_file_are_used"
+OS_PREFLIGHT = f"{OS}test_unknown_flavor_image_or_network_is_refused_before_anything_is_created"
 
 FIELD_EFFECTS: dict[str, str] = {
     "apiVersion": REFUSED,
@@ -93,6 +98,32 @@ FIELD_EFFECTS: dict[str, str] = {
     "provider[lab].state_dir": LAB_HOSTS,
     "provider[lab].disk": LAB_HOSTS,
     "provider[lab].slow_disk_iops": LAB_HOSTS,
+    "provider[openstack].type": f"{OS}test_the_provider_is_picked_by_type_and_states_the_country",
+    "provider[openstack].cloud": f"{OS}test_clouds_yaml_cloud_name",
+    "provider[openstack].clouds_file": f"{OS}test_clouds_yaml_cloud_name",
+    "provider[openstack].auth.auth_url": f"{OS}test_auth_url_and_region_pick_the_endpoints",
+    "provider[openstack].auth.username": OS_CREDS,
+    "provider[openstack].auth.password": f"{OS}test_bad_credentials_are_refused_before_anything"
+    "_is_created",
+    "provider[openstack].auth.project_name": OS_CREDS,
+    "provider[openstack].auth.user_domain_name": OS_CREDS,
+    "provider[openstack].auth.project_domain_name": OS_CREDS,
+    "provider[openstack].region": f"{OS}test_auth_url_and_region_pick_the_endpoints",
+    "provider[openstack].country": f"{OS}test_the_provider_is_picked_by_type_and_states_the"
+    "_country",
+    "provider[openstack].flavor": OS_PREFLIGHT,
+    "provider[openstack].image": OS_PREFLIGHT,
+    "provider[openstack].network": OS_PREFLIGHT,
+    "provider[openstack].keypair": OS_NAMED,
+    "provider[openstack].private_network": OS_NAMED,
+    "provider[openstack].security_group": OS_NAMED,
+    "provider[openstack].private_cidr": OS_FOUND,
+    "provider[openstack].operator_cidrs": OS_FOUND,
+    "provider[openstack].servers": f"{OS}test_create_finds_before_it_buys_and_a_rerun_buys"
+    "_nothing",
+    "provider[openstack].agents": f"{OS}test_agents_are_created_with_their_role",
+    "provider[openstack].build_timeout": f"{OS}test_a_server_stuck_in_build_times_out_and_resume"
+    "_uses_the_same_server",
     "kubernetes.version": K3S_ROLE,
     "kubernetes.topology": K3S_ROLE,
     "kubernetes.install": K3S_ROLE,
