@@ -111,8 +111,15 @@ def teardown(ctx: StepContext) -> None:
         return
     hosts = prov.observe()
     if not hosts:
-        ctx.noop(f"no {prov.kind} hosts of site {site.name} are left")
-        ctx.record(TornDown())
+        # observe() lists the hosts that run; a server still building, or in error, after a
+        # failed drill is the drill's too: destroy() finds every one by its labels.
+        destroyed = [] if ctx.dry_run else prov.destroy(lambda m: ctx.progress(m, target=site.name))
+        if destroyed:
+            ctx.changed(f"destroyed {len(destroyed)} {prov.kind} host(s) that were not running: "
+                        f"{', '.join(destroyed)}")  # fmt: skip
+        else:
+            ctx.noop(f"no {prov.kind} hosts of site {site.name} are left")
+        ctx.record(TornDown(destroyed=destroyed))
         return
     names = ", ".join(h.name for h in hosts)
     if ctx.will(f"destroy {len(hosts)} {prov.kind} host(s): {names}"):
