@@ -562,3 +562,27 @@ def test_a_cloud_that_cannot_be_reached_is_retried_then_given_up() -> None:
                        cap=CloudRetryPolicy(attempts=2, base_delay=0.01))  # fmt: skip
     with pytest.raises(TransientError, match="cannot connect after 2 tries"):
         api.authenticate()
+
+
+def test_the_drill_teardown_step_destroys_a_server_that_never_became_active(
+    double: OpenStackDouble, ssh_key: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A failed drill's server stuck in BUILD is not listed by observe() (not running), yet
+    the drill's teardown step destroys it: destroy() finds it by the run's labels."""
+    from bootstrap.steps.finish import teardown
+    from bootstrap.steps.resources import RunResources
+    from tests.stepkit import step_context
+
+    run_id = "oslo-20261130T020000-cd34"
+    double.cloud.faults.stuck_in_build.add("*")
+    drill = make(double, ssh_key, monkeypatch, run_id=run_id)
+    with pytest.raises(WaitTimeout):
+        drill.create(drill.wanted(), lambda m: None)
+    assert drill.observe() == [] and len(double.cloud.labelled("oslo")) == 1
+
+    ctx = step_context(drill.site, tmp_path / "runs" / run_id, "teardown")
+    ctx._scope.shared[RunResources]._provider = drill  # type: ignore[attr-defined]
+    teardown(ctx)
+    assert double.cloud.labelled("oslo") == []
+    assert ctx.outputs["destroyed"] == drill.wanted()
+    assert any("were not running" in c for c in map(str, ctx.changes)), ctx.changes
