@@ -36,7 +36,9 @@ def _busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _rollout(state: Path, sites: list[LabSite], parallel: int) -> tuple[float, int, str]:
+def _rollout(
+    state: Path, sites: list[LabSite], parallel: int
+) -> tuple[float, int, str, float]:
     env = dict(sites[0].env, DRBOOT_STATE_DIR=str(state))
     busy0 = _busy_seconds()
     t0 = time.monotonic()
@@ -53,6 +55,7 @@ def _rollout(state: Path, sites: list[LabSite], parallel: int) -> tuple[float, i
         took,
         done.returncode,
         f"{summary}  machine busy {busy:.0f} CPU-s = {busy / took:.2f} cores",
+        busy,
     )
 
 
@@ -69,8 +72,8 @@ def main() -> int:
             (tmp / name).mkdir()
             made.append(make_site(tmp / name, name))
         load_before = os.getloadavg()
-        one, rc1, s1 = _rollout(tmp / "state-one", made[:1], 1)
-        many, rc2, s2 = _rollout(tmp / "state-many", made[1:], args.sites)
+        one, rc1, s1, busy1 = _rollout(tmp / "state-one", made[:1], 1)
+        many, rc2, s2, _ = _rollout(tmp / "state-many", made[1:], args.sites)
         load_after = os.getloadavg()
         print(f"cores: {os.cpu_count()}")
         print(
@@ -79,6 +82,13 @@ def main() -> int:
         print(f"1 site:  {one:7.1f} s  exit {rc1}  {s1}")
         print(f"{args.sites} sites: {many:7.1f} s  exit {rc2}  {s2}  (--parallel {args.sites})")
         print(f"ratio {args.sites} sites / 1 site: {many / one:.2f} (goal <= 1.5)")
+        # The physical floor: N sites need N times one site's CPU work, on this many cores,
+        # and no less than one site's wall time.
+        cores = os.cpu_count() or 1
+        floor = max(one, busy1 * args.sites / cores)
+        print(f"floor for {args.sites} sites on {cores} cores: {floor:.1f} s "
+              f"(max of 1 site's wall time and {args.sites} x its {busy1:.0f} CPU-s / {cores}); "
+              f"ratio {args.sites} sites / floor: {many / floor:.2f}")  # fmt: skip
         print(f"load average after: {load_after[0]:.1f} {load_after[1]:.1f} {load_after[2]:.1f}")
         return 0 if rc1 == rc2 == 0 else 1
     finally:
