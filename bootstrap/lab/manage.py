@@ -27,11 +27,18 @@ def _lab_provider(site: Site, state_root: Path) -> LabHosts:
 
 
 def seed_site(site: Site, state_root: Path) -> dict[str, Any]:
-    """Make the escrow and config repo a lab site file points at (idempotent)."""
-    from bootstrap.lab.seed import OVERLAY, seed
+    """Make the escrow and config repo a lab site file points at (idempotent).
+
+    ``repo.path`` chooses the repo: ``apps/overlays/lab`` the small guestbook repo most lab
+    tests restore, ``clusters/lab/argocd`` or ``clusters/lab/flux`` (matching
+    ``reconciler.type``) the demo's payment platform, an app-of-apps of six apps."""
+    from bootstrap.lab.platform_repo import root_path
+    from bootstrap.lab.seed import OVERLAY, Layout, seed
 
     prov = _lab_provider(site, state_root)
     root = prov.state_dir
+    platform = root_path(str(site.reconciler.type))
+    layout: Layout = "platform" if site.repo.path == platform else "guestbook"
     expect = {
         "escrow.bundle": (Path(site.escrow.bundle), root / "escrow" / "kit.age"),
         "escrow.identity_files[0]": (
@@ -41,7 +48,7 @@ def seed_site(site: Site, state_root: Path) -> dict[str, Any]:
             root / "escrow" / "identity.txt",
         ),
         "repo.url": (site.repo.url, f"file://{root / 'config-repo'}"),
-        "repo.path": (site.repo.path, OVERLAY),
+        "repo.path": (site.repo.path, platform if layout == "platform" else OVERLAY),
     }
     wrong = [
         f"{k} should be {want}" for k, (have, want) in expect.items() if str(have) != str(want)
@@ -49,13 +56,15 @@ def seed_site(site: Site, state_root: Path) -> dict[str, Any]:
     if wrong:
         raise ConfigError(
             "this lab site does not point at the seeded material: " + "; ".join(wrong),
-            hint="compare with inventory/lab.yaml",
+            hint=f"compare with inventory/lab.yaml (or repo.path: {platform} for the demo's "
+            "payment platform)",
         )
-    made = seed(root, site.name)
+    made = seed(root, site.name, layout=layout, repo_url=site.repo.url)
     return {
         "site": site.name,
         "state_dir": str(root),
         "repo": made.repo_url,
+        "layout": layout,
         "bundle": str(made.bundle),
         "fingerprint": made.fingerprint,
     }

@@ -20,6 +20,8 @@ same status fields as ``argocd-application-controller`` (argoproj/argo-cd
   Sync = server-side apply with field manager ``argocd-controller`` and the tracking label
   ``app.kubernetes.io/instance=<app>``;
   the result is ``status.operationState`` (phase, message, syncResult) and ``status.history``;
+  with ``spec.syncPolicy.retry`` a failed automated sync stays ``Running`` ("... Retrying
+  attempt #N at 3:04PM.", ``retryCount``) and runs again after the backoff, up to ``limit``;
 * app-of-apps works because rendered Applications are applied into the controller's
   namespace and reconciled on the next pass (child Applications carry no health, as in
   Argo CD >= 1.8).
@@ -49,6 +51,7 @@ from bootstrap.lab.standins.common import (
     Obj,
     meta,
     now,
+    parse_duration,
     record_event,
 )
 from bootstrap.lab.standins.gitsource import CheckoutCache, ls_remote, normalise_url
@@ -84,6 +87,7 @@ class ArgoCDController(Loop):
         self.repo_root = repo_root
         self.cache = cache or CheckoutCache()
         self._written: dict[str, tuple[str, float]] = {}  # app uid -> (status digest, when)
+        self._retry_at: dict[str, float] = {}  # app uid -> when its failed sync runs again
 
     def setup(self) -> None:
         self.kube = self._client_factory()
@@ -166,9 +170,14 @@ class ArgoCDController(Loop):
 
         op = app.get("operation") or {}
         auto = (spec.get("syncPolicy") or {}).get("automated")
+        retry = (spec.get("syncPolicy") or {}).get("retry")
+        retrying = self._retrying(m.get("uid", ""), old, sha)
         reason = None
         if op.get("sync") is not None:
             reason = {"username": (op.get("initiatedBy") or {}).get("username", "lab")}
+        elif retrying is not None:
+            if retrying:  # the backoff is over: the failed automated sync runs again
+                reason = {"automated": True}
         elif auto is not None and not synced and self._auto_sync_allowed(old, sha, auto):
             reason = {"automated": True}
         if reason is not None:
@@ -180,6 +189,8 @@ class ArgoCDController(Loop):
                                                       revision=wanted)  # fmt: skip
             status["operationState"] = self._sync(app, sync_objs, sync_sha, source, reason,
                                                   auto or {}, op)  # fmt: skip
+            if retry and op.get("sync") is None:
+                self._schedule_retry(m.get("uid", ""), old, status["operationState"], retry)
             if status["operationState"]["phase"] == "Succeeded":
                 status["history"] = _history(old, sha, source, status["operationState"])
             resources, synced = self._compare(objs)
@@ -269,6 +280,37 @@ class ArgoCDController(Loop):
                 res["health"] = {"status": h[0]} | ({"message": h[1]} if h[1] else {})
             resources.append(res)
         return resources, all_synced
+
+    def _retrying(self, uid: str, old: Obj, sha: str) -> bool | None:
+        """None: no automated sync is being retried; else whether its backoff is over."""
+        op = old.get("operationState") or {}
+        if op.get("phase") != "Running" or not op.get("retryCount"):
+            return None
+        if (op.get("syncResult") or {}).get("revision") != sha:
+            return None  # a new commit: a new sync, not a retry
+        return time.monotonic() >= self._retry_at.get(uid, 0.0)
+
+    def _schedule_retry(self, uid: str, old: Obj, state: Obj, retry: Obj) -> None:
+        """``spec.syncPolicy.retry``: a failed automated sync stays Running and runs again
+        after the backoff (``duration`` x ``factor``^n, at most ``maxDuration``), up to
+        ``limit`` times (negative: no limit), as Argo CD's controller does."""
+        if state["phase"] != "Failed":
+            self._retry_at.pop(uid, None)
+            return
+        before = old.get("operationState") or {}
+        count = int(before.get("retryCount") or 0) + 1 if before.get("phase") == "Running" else 1
+        limit = int(retry.get("limit") or 0)
+        if 0 <= limit < count:
+            self._retry_at.pop(uid, None)
+            return
+        backoff = retry.get("backoff") or {}
+        delay = parse_duration(backoff.get("duration"), 5.0) * float(
+            backoff.get("factor") or 2) ** (count - 1)  # fmt: skip
+        delay = min(delay, parse_duration(backoff.get("maxDuration"), 180.0))
+        self._retry_at[uid] = time.monotonic() + delay
+        at = time.strftime("%I:%M%p", time.gmtime(time.time() + delay)).lstrip("0")
+        state.update(phase="Running", retryCount=count,
+                     message=f"{state['message']}. Retrying attempt #{count} at {at}.")  # fmt: skip
 
     @staticmethod
     def _auto_sync_allowed(old: Obj, sha: str, auto: Obj) -> bool:
