@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import secrets
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -27,6 +27,7 @@ from bootstrap.escrow import age_file
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
 from bootstrap.fsutil import private_dir, write_atomic
 from bootstrap.lab import platform_repo
+from bootstrap.lab.forge import new_deploy_key
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -221,12 +222,15 @@ def seed(
     key_bits: int = 4096,
     layout: Layout = "guestbook",
     repo_url: str | None = None,
+    known_hosts: str | None = None,
 ) -> Seed:
     """Create (or reuse) the lab's escrow and config repo under ``root``. Idempotent.
 
     ``repo_url`` is the URL the platform layout's child Applications follow (the one the
     site gives drboot; default: the repo's file:// URL). A repo of the other layout, or one
-    whose children follow another URL, is rewritten (with the escrowed key)."""
+    whose children follow another URL, is rewritten (with the escrowed key). With
+    ``known_hosts`` (the lab forge's line) the kit also holds a deploy key and that
+    known_hosts, as `drboot escrow backup --deploy-key --known-hosts` would put them."""
     from bootstrap.adapters.age import generate_identity
 
     private_dir(root)
@@ -236,6 +240,8 @@ def seed(
     url = repo_url or f"file://{repo}"
     if bundle.exists() and identity.exists():
         kit = age_file.read_kit(bundle, identity_files=[identity])
+        if known_hosts is not None and (kit.known_hosts != known_hosts or not kit.deploy_key):
+            kit = _add_forge_material(kit, bundle, identity, known_hosts)
         made = Seed(root, repo, bundle, identity, kit.fingerprints()[0])
         if _has_layout(repo, layout) and (layout == "guestbook" or _follows(repo, url)):
             return made
@@ -253,12 +259,25 @@ def seed(
     key, cert = sealing.generate_key(key_bits)
     skey = SealingKey.from_pem("sealed-secrets-key-lab", sealing.private_key_pem(key), cert)
     kit = RecoveryKit(site=site, sealing_keys=[skey], k3s_token=secrets.token_hex(32))
+    if known_hosts is not None:
+        kit = replace(kit, deploy_key=new_deploy_key()[0], known_hosts=known_hosts)
     age_file.write_kit(bundle, kit, recipients=[recipient])
     if layout == "platform":
         write_platform_repo(repo, key, url)
     else:
         write_repo(repo, key, apps=apps)
     return Seed(root, repo, bundle, identity, skey.fingerprint)
+
+
+def _add_forge_material(
+    kit: RecoveryKit, bundle: Path, identity: Path, known: str
+) -> RecoveryKit:
+    """Give an older lab kit a deploy key (kept if it has one) and the forge's known_hosts."""
+    from bootstrap.adapters.age import recipient_of
+
+    kit = replace(kit, deploy_key=kit.deploy_key or new_deploy_key()[0], known_hosts=known)
+    age_file.write_kit(bundle, kit, recipients=[recipient_of(identity.read_text())])
+    return kit
 
 
 def _follows(repo: Path, url: str) -> bool:

@@ -52,6 +52,10 @@ class LabHosts:
             return None
         return Lab.create(self.site.name, self.lab_dir, index=self.cfg.subnet_index)
 
+    def lab(self, *, create: bool = False) -> Lab | None:
+        """The site's lab (made with ``create``): the lab commands' way in (the forge)."""
+        return self._lab(create)
+
     def _info(self, host: LabHost) -> HostInfo:
         return HostInfo(
             name=host.name,

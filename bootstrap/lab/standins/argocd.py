@@ -34,6 +34,7 @@ hooks, multi-source apps, Helm, ignoreDifferences, RBAC of projects, other clust
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import re
@@ -54,7 +55,12 @@ from bootstrap.lab.standins.common import (
     parse_duration,
     record_event,
 )
-from bootstrap.lab.standins.gitsource import CheckoutCache, ls_remote, normalise_url
+from bootstrap.lab.standins.gitsource import (
+    CheckoutCache,
+    Credentials,
+    ls_remote,
+    normalise_url,
+)
 
 APP_API = "argoproj.io/v1alpha1"
 _SHA = re.compile(r"[0-9a-f]{40}")
@@ -62,6 +68,8 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 FIELD_MANAGER = "argocd-controller"
 IN_CLUSTER = "https://kubernetes.default.svc"
 COMPONENT = "argocd-application-controller"
+SECRET_TYPE_LABEL = "argocd.argoproj.io/secret-type"
+KNOWN_HOSTS_CM = "argocd-ssh-known-hosts-cm"
 
 
 class ArgoCDController(Loop):
@@ -231,9 +239,10 @@ class ArgoCDController(Loop):
     ) -> tuple[str, list[Obj], str]:
         assert self.kube is not None
         url = normalise_url(str(source["repoURL"]), self.repo_root)
+        creds = self._credentials(url)
         sha = revision if revision and _SHA.fullmatch(revision) else ls_remote(
-            url, str(revision or source.get("targetRevision") or "HEAD"))  # fmt: skip
-        tree = self.cache.checkout(url, sha)
+            url, str(revision or source.get("targetRevision") or "HEAD"), creds=creds)  # fmt: skip
+        tree = self.cache.checkout(url, sha, creds)
         recurse = bool((source.get("directory") or {}).get("recurse"))
         path = str(source.get("path") or ".")
         objs = render.render_path(tree, path, recurse=recurse)
@@ -250,6 +259,22 @@ class ArgoCDController(Loop):
                     o["metadata"]["namespace"] = dest_ns
             out.append(o)
         return sha, out, "Kustomize" if is_kustomize else "Directory"
+
+    def _credentials(self, url: str) -> Credentials:
+        """What repo-server gets for ``url``: the ``sshPrivateKey`` of the repository Secret
+        (label ``argocd.argoproj.io/secret-type: repository``) whose ``url`` is this one,
+        and the known hosts of ``argocd-ssh-known-hosts-cm``."""
+        assert self.kube is not None
+        key = None
+        for secret in self.kube.list("v1", "Secret", self.namespace,
+                                     label_selector=f"{SECRET_TYPE_LABEL}=repository"):  # fmt: skip
+            data = secret.get("data") or {}
+            if _same_repo(_decoded(data.get("url")), url):
+                key = _decoded(data.get("sshPrivateKey")) or None
+                break
+        cm = self.kube.get("v1", "ConfigMap", KNOWN_HOSTS_CM, self.namespace) or {}
+        known = str((cm.get("data") or {}).get("ssh_known_hosts") or "") or None
+        return Credentials(key, known)
 
     def _compare(self, objs: list[Obj]) -> tuple[list[Obj], bool]:
         assert self.kube is not None
@@ -422,6 +447,20 @@ class ArgoCDController(Loop):
         except (NotFound, Conflict):
             return
         self._written[m.get("uid", "")] = (digest, time.monotonic())
+
+
+def _decoded(b64: object) -> str:
+    return base64.b64decode(str(b64)).decode() if b64 else ""
+
+
+def _same_repo(a: str, b: str) -> bool:
+    """Argo CD's NormalizeGitURL comparison, enough for the lab: ``.git`` and ``/`` ignored."""
+
+    def norm(u: str) -> str:
+        u = u.strip().rstrip("/").lower()
+        return u[:-4] if u.endswith(".git") else u
+
+    return bool(a) and norm(a) == norm(b)
 
 
 def _conditions(old: Obj, type_: str, message: str) -> list[Obj]:
