@@ -87,13 +87,20 @@ def lab_down(ctx: click.Context, site: Path, output: str | None) -> None:
 
 
 @click.command()
+@click.option(
+    "--reconciler",
+    type=click.Choice(["argocd", "flux"]),
+    default="argocd",
+    show_default=True,
+    help="The GitOps reconciler the demo restores (its app-of-apps path in the repo).",
+)
 @run_options
 @click.pass_context
-def demo(ctx: click.Context, run: RunArgs) -> None:
+def demo(ctx: click.Context, reconciler: str, run: RunArgs) -> None:
     """A full local DR drill on the lab, with the embedded default site (root)."""
     from bootstrap.lab.manage import demo_site_file, seed_site
 
-    path = demo_site_file()
+    path = demo_site_file(reconciler)
 
     def seed(site: Site, deps: Deps) -> None:
         info = seed_site(site, deps.state().root)

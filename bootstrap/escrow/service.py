@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap import secretrefs
-from bootstrap.errors import ConfigError, EscrowError, PreflightError
+from bootstrap.errors import BootstrapError, ConfigError, EscrowError, PreflightError
 from bootstrap.escrow.backend import EscrowBackend, make_backend
 from bootstrap.escrow.kit import RecoveryKit, SealingKey
 from bootstrap.escrow.scan import VerifyCache, VerifyReport, scan_repo, verify
@@ -131,7 +131,13 @@ def check_repo(
         private_files(deploy_key, known_hosts) as (key, known),
     ):
         dest = Path(tmp) / "repo"
-        commit = git.clone(repo.url, repo.revision, dest, ssh_key_file=key, known_hosts_file=known)
+        try:
+            commit = git.clone(repo.url, repo.revision, dest, ssh_key_file=key,
+                               known_hosts_file=known)  # fmt: skip
+        except BootstrapError as e:  # refused key, changed host key, unreachable, no revision
+            raise PreflightError(
+                f"cannot clone the config repo: {e.message}", target=repo.url, hint=e.hint
+            ) from None
         if not (dest / repo.path).is_dir():
             raise PreflightError(
                 f"path {repo.path!r} does not exist in {repo.url} at {repo.revision} "

@@ -130,9 +130,22 @@ def down(site: Site, state_root: Path) -> list[str]:
     return names
 
 
-def demo_site_file() -> Path:
-    """Write the embedded default site where `drboot demo` keeps its lab; return its path."""
+RECONCILER_LINES = {
+    "argocd": ("reconciler:\n  type: argocd\n", "  path: clusters/lab/argocd"),
+    "flux": ("reconciler:\n  type: flux\n", "  path: clusters/lab/flux"),
+}
+
+
+def demo_site_file(reconciler: str = "argocd") -> Path:
+    """Write the embedded default site where `drboot demo` keeps its lab, with ``reconciler``
+    (argocd, the default, or flux: the root follows that reconciler's app-of-apps path);
+    return its path."""
     text = DEMO_SITE.read_text()
+    want_type, want_path = RECONCILER_LINES[reconciler]
+    have_type, have_path = RECONCILER_LINES["argocd"]
+    if have_type not in text or have_path not in text:
+        raise ConfigError(f"{DEMO_SITE} lacks its reconciler lines", hint="reinstall drboot")
+    text = text.replace(have_type, want_type).replace(have_path, want_path)
     path = Path("/var/lib/drboot-lab/demo/site.yaml")
     write_atomic(path, text, mode=0o644)
     return path
