@@ -83,7 +83,9 @@ class LabHosts:
             progress(f"booting lab host {name}")
             host = lab.create_host(name)
             if self._roles()[name] == "server" and not host.disks:
-                if self.cfg.disk == "slow":
+                if self.cfg.disk == "host":  # the host's root fs: this machine's own disk
+                    progress(f"{etcd_dir} on {name} stays on the host's own disk")
+                elif self.cfg.disk == "slow":
                     progress(f"throttling {etcd_dir} on {name} to {self.cfg.slow_disk_iops} IOPS")
                     host.slow_disk(etcd_dir, self.cfg.slow_disk_iops)
                 else:

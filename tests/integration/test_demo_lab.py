@@ -38,6 +38,7 @@ provider:
   servers: 1
   subnet_index: {index}
   state_dir: {root}
+  disk: host                      # as the demo: etcd on the host's own disk, not a tmpfs
 kubernetes:
   topology: single
   install: airgap
@@ -133,9 +134,11 @@ def argocd_site(tmp_path: Path) -> Iterator[LabSite]:
         teardown(ls)
 
 
-def test_wrong_deploy_key_fails_at_preflight_naming_the_repo(argocd_site: LabSite) -> None:
+def test_wrong_deploy_key_or_changed_host_key_fails_at_preflight(argocd_site: LabSite) -> None:
     """The kit's deploy key replaced by one the forge never saw: refused by the forge's sshd,
-    so preflight stops (exit 3) before any host is created, naming the repo."""
+    so preflight stops (exit 3) before any host is created, naming the repo. Then the right
+    key, but the forge's host key is not the escrowed one (a forge re-keyed, or a machine in
+    the middle): refused the same way, saying so."""
     ls = argocd_site
     bundle, identity = ls.root / "escrow" / "kit.age", ls.root / "escrow" / "identity.txt"
     kit = age_file.read_kit(bundle, identity_files=[identity])
@@ -155,3 +158,14 @@ def test_wrong_deploy_key_fails_at_preflight_naming_the_repo(argocd_site: LabSit
     hosts = subprocess.run(["ls", str(ls.root / "lab" / "hosts")], capture_output=True,
                            text=True).stdout.split()  # fmt: skip
     assert "server-1" not in hosts  # nothing billable was created: only the forge exists
+
+    # the right key again, but known_hosts holds another host key for the forge's address
+    other = forge.forge_keys(ls.root / "other-forge", forge.forge_address(1)).known_hosts()
+    changed = other.replace(forge.forge_address(1), kit.known_hosts.split()[0])  # type: ignore[union-attr]
+    age_file.write_kit(bundle, replace(kit, known_hosts=changed),
+                       recipients=[recipient_of(identity.read_text())])  # fmt: skip
+    r = ls.drboot("drill", str(ls.site), timeout=600)
+    assert r.returncode == 3, r.stderr[-3000:] + r.stdout[-3000:]
+    failed = [e for e in events(r) if e.get("kind") == "step.failed"]
+    assert failed and failed[0]["step"] == "preflight-escrow", failed
+    assert "host key is not in known_hosts (or changed)" in failed[0]["message"], failed[0]
