@@ -136,16 +136,20 @@ RECONCILER_LINES = {
 }
 
 
-def demo_site_file(reconciler: str = "argocd") -> Path:
-    """Write the embedded default site where `drboot demo` keeps its lab, with ``reconciler``
-    (argocd, the default, or flux: the root follows that reconciler's app-of-apps path);
-    return its path."""
+def demo_site_text(reconciler: str = "argocd") -> str:
+    """The embedded default site with ``reconciler`` (argocd, the default, or flux: the root
+    follows that reconciler's app-of-apps path)."""
     text = DEMO_SITE.read_text()
     want_type, want_path = RECONCILER_LINES[reconciler]
     have_type, have_path = RECONCILER_LINES["argocd"]
     if have_type not in text or have_path not in text:
         raise ConfigError(f"{DEMO_SITE} lacks its reconciler lines", hint="reinstall drboot")
-    text = text.replace(have_type, want_type).replace(have_path, want_path)
+    return text.replace(have_type, want_type).replace(have_path, want_path)
+
+
+def demo_site_file(reconciler: str = "argocd") -> Path:
+    """Write the embedded default site (``demo_site_text``) where `drboot demo` keeps its
+    lab; return its path."""
     path = Path("/var/lib/drboot-lab/demo/site.yaml")
-    write_atomic(path, text, mode=0o644)
+    write_atomic(path, demo_site_text(reconciler), mode=0o644)
     return path

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bootstrap.escrow import age_file
@@ -51,3 +52,21 @@ def test_reseed_switches_layout_and_url_with_the_same_key(tmp_path: Path) -> Non
     seed(tmp_path, "demo", key_bits=2048, layout="platform", repo_url="ssh://x/y.git")
     assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=again.repo, capture_output=True,
                           text=True, check=True).stdout == head  # idempotent  # fmt: skip
+
+
+@pytest.mark.parametrize("reconciler", ["argocd", "flux"])
+def test_demo_site_follows_the_forge_and_the_reconcilers_root(reconciler: str) -> None:
+    """What `drboot demo --reconciler X` runs: a valid site whose repo is the lab forge of its
+    subnet and whose root follows X's app-of-apps path, etcd on the host's own disk."""
+    from bootstrap.lab.forge import forge_url
+    from bootstrap.lab.manage import demo_site_text
+    from bootstrap.settings import LabProvider
+    from bootstrap.siteload import load_site_text
+
+    site = load_site_text(demo_site_text(reconciler), "demo.yaml", base_dir=Path("/"))
+    assert isinstance(site.provider, LabProvider)
+    assert site.reconciler.type == reconciler
+    assert site.repo.path == platform_repo.root_path(reconciler)
+    assert site.provider.subnet_index is not None
+    assert site.repo.url == forge_url(site.provider.subnet_index)
+    assert site.repo.kind() == "ssh" and site.provider.disk == "host"
