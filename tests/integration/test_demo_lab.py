@@ -45,6 +45,7 @@ kubernetes:
   api_ready_timeout: 3m
 disk_gate:
   runtime_limit: 8s
+  p99_fdatasync_ms: 25            # as the demo site (etcd on this machine's shared disk)
 cpu_gate: {{window: 1s, max_steal_percent: 100, min_throughput_ratio: 0.05}}
 escrow:
   backend: age
