@@ -104,7 +104,11 @@ def demo(ctx: click.Context, reconciler: str, run: RunArgs) -> None:
 
     def seed(site: Site, deps: Deps) -> None:
         info = seed_site(site, deps.state().root)
-        deps.out().note(f"demo: site file {path}; escrow and config repo in {info['state_dir']}")
+        deps.out().note(
+            f"demo: site file {path}; escrow in {info['state_dir']}/escrow; the payment "
+            f"platform's config repo served over SSH by the lab forge as {info['repo']}, "
+            f"restored with {reconciler}"
+        )
 
     run_site(ctx, "drill", path, run, before=seed)
 

@@ -24,8 +24,10 @@ import pytest
 
 from bootstrap.escrow import age_file
 from bootstrap.lab import forge, net, platform_repo
+from bootstrap.lab.seed import Seed
 from tests.integration.conftest_lab import _unavailable, lab_missing_reason
 from tests.integration.labrun import REPO, LabSite, events, run_id, step_events, teardown
+from tests.leaks import assert_no_leak, seed_forms
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
@@ -121,6 +123,10 @@ def test_demo_drill_restores_every_app_over_the_ssh_forge(demo_site: LabSite) ->
         assert name in md
     # the drill tore the lab down, the forge with it
     assert not (ls.root / "lab" / "lab.json").exists()
+    # no secret of the seed (deploy key included) in the output, journal, reports, logs
+    made = Seed(ls.root, ls.root / "config-repo", ls.root / "escrow" / "kit.age",
+                ls.root / "escrow" / "identity.txt", "")  # fmt: skip
+    assert_no_leak(seed_forms(made), r.stdout.encode(), r.stderr.encode(), state=ls.state)
 
 
 @pytest.fixture
