@@ -70,3 +70,26 @@ def test_demo_site_follows_the_forge_and_the_reconcilers_root(reconciler: str) -
     assert site.provider.subnet_index is not None
     assert site.repo.url == forge_url(site.provider.subnet_index)
     assert site.repo.kind() == "ssh" and site.provider.disk == "host"
+
+
+def test_forge_seed_escrows_a_deploy_key_and_the_forges_known_hosts(tmp_path: Path) -> None:
+    """A forge site's seed: the kit holds an OpenSSH deploy key and the forge's known_hosts
+    line; a forge host key that changed (a re-keyed forge) is re-escrowed, the key kept."""
+    from bootstrap.lab import forge
+
+    keys = forge.forge_keys(tmp_path / "state", forge.forge_address(7))
+    known = keys.known_hosts()
+    assert known.startswith("10.200.7.249 ssh-ed25519 ")
+    made = seed(tmp_path / "state", "demo", key_bits=2048, layout="platform",
+                repo_url=forge.forge_url(7), known_hosts=known)  # fmt: skip
+    kit = age_file.read_kit(made.bundle, identity_files=[made.identity])
+    assert kit.known_hosts == known
+    assert kit.deploy_key and kit.deploy_key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert forge.public_of(kit.deploy_key).startswith("ssh-ed25519 ")
+    assert (tmp_path / "state" / "forge" / forge.HOST_KEY).stat().st_mode & 0o077 == 0
+    rekeyed = forge.forge_keys(tmp_path / "other", forge.forge_address(7)).known_hosts()
+    seed(tmp_path / "state", "demo", key_bits=2048, layout="platform",
+         repo_url=forge.forge_url(7), known_hosts=rekeyed)  # fmt: skip
+    again = age_file.read_kit(made.bundle, identity_files=[made.identity])
+    assert again.known_hosts == rekeyed and again.deploy_key == kit.deploy_key
+    assert again.fingerprints() == kit.fingerprints()
