@@ -39,8 +39,13 @@ def lab_seed(ctx: click.Context, site: Path, output: str | None) -> None:
     deps.out().show(
         info,
         lambda: [
-            f"seeded {info['state_dir']}: repo {info['repo']}, escrow {info['bundle']} "
-            f"(key {info['fingerprint']})"
+            f"seeded {info['state_dir']}: repo {info['repo']} ({info['layout']}), escrow "
+            f"{info['bundle']} (key {info['fingerprint']})",
+            *(
+                [f"forge host {info['forge']['host']} at {info['forge']['address']} serves it "
+                 f"over SSH; escrowed known_hosts: {info['forge']['known_hosts']}"]
+                if "forge" in info else []
+            ),
         ],
     )
 
