@@ -8,8 +8,9 @@ kubelet, the Sealed Secrets, Argo CD and Flux controllers.
 Proves, for Argo CD and for Flux: ``drboot drill`` on the demo's site restores all six apps of
 the app-of-apps (and the root) Synced+Healthy, cloned over SSH by preflight and by the
 reconciler with the Secret drboot made; the live progress names the app it waits for; the
-report lists every app. And: a deploy key the forge does not accept fails at preflight, exit 3,
-naming the repo, before any host exists.
+report lists every app. And: a deploy key the forge does not accept, or a changed forge host
+key, fails at preflight, exit 3, naming the repo, before any host exists; the Argo CD stand-in
+fetches with the key of the repository Secret drboot made (a wrong one: a ComparisonError).
 """
 
 from __future__ import annotations
@@ -176,3 +177,40 @@ def test_wrong_deploy_key_or_changed_host_key_fails_at_preflight(argocd_site: La
     failed = [e for e in events(r) if e.get("kind") == "step.failed"]
     assert failed and failed[0]["step"] == "preflight-escrow", failed
     assert "host key is not in known_hosts (or changed)" in failed[0]["message"], failed[0]
+
+
+def test_argocd_standin_clones_with_the_repository_secret(argocd_site: LabSite) -> None:
+    """The Argo CD stand-in reads the deploy key from the repository Secret drboot created:
+    with that Secret's key swapped for one the forge never saw, the root app can no longer
+    fetch the repo and says so (a ComparisonError naming the refused credentials), as Argo CD
+    does; with the escrowed key put back, it fetches again."""
+    import base64
+
+    from bootstrap.reconcilers import argocd
+    from tests.integration.test_gitops_lab import _kube_for
+    from tests.waiting import wait_until
+
+    ls = argocd_site
+    r = ls.drboot("drill", str(ls.site), "--until", "wait-synced", timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
+    kube = _kube_for(ls)
+    url = forge.forge_url(int(ls.site.read_text().split("subnet_index: ")[1].split()[0]))
+    name = argocd.repo_secret_name(url)
+    secret = kube.get("v1", "Secret", name, "argocd")
+    assert secret is not None and secret["data"].get("sshPrivateKey")
+    good = secret["data"]["sshPrivateKey"]
+    wrong = base64.b64encode(forge.new_deploy_key()[0].encode()).decode()
+    refresh = {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "hard"}}}
+
+    def condition_of_root() -> str:
+        app = kube.get("argoproj.io/v1alpha1", "Application", "root", "argocd") or {}
+        conds = (app.get("status") or {}).get("conditions") or []
+        return " ".join(str(c.get("message")) for c in conds if c.get("type") == "ComparisonError")
+
+    kube.patch("v1", "Secret", name, {"data": {"sshPrivateKey": wrong}}, "argocd")
+    kube.patch("argoproj.io/v1alpha1", "Application", "root", refresh, "argocd")
+    msg = wait_until(condition_of_root, timeout=120, what="ComparisonError on the root app")
+    assert "git server refused the credentials" in msg, msg
+    kube.patch("v1", "Secret", name, {"data": {"sshPrivateKey": good}}, "argocd")
+    kube.patch("argoproj.io/v1alpha1", "Application", "root", refresh, "argocd")
+    wait_until(lambda: not condition_of_root(), timeout=120, what="the root app fetching again")
