@@ -167,8 +167,10 @@ class LabProvider(SiteModel):
     state_dir: SitePath | None = Field(
         default=None, description="Where lab hosts and their state live; None = the lab default."
     )
-    disk: Literal["fast", "slow"] = Field(
-        default="fast", description="'slow' throttles the etcd disk to demonstrate the disk gate."
+    disk: Literal["fast", "slow", "host"] = Field(
+        default="fast",
+        description="The etcd disk: 'fast' a tmpfs, 'slow' throttled (shows the disk gate), "
+        "'host' the lab host's own disk (this machine's).",
     )
     slow_disk_iops: StrictInt = Field(
         default=300, ge=1, description="IOPS limit of the 'slow' disk (300: p99 ~80 ms here)."

@@ -70,7 +70,8 @@ def rsa_forms(name: str, key: rsa.RSAPrivateKey) -> list[Form]:
 
 
 def seed_forms(s: Seed) -> list[bytes]:
-    """Every form of every secret of a lab seed: sealing keys, k3s token, age identity."""
+    """Every form of every secret of a lab seed: sealing keys, k3s token, age identity, and the
+    deploy key when the seed has one."""
     from bootstrap.escrow import age_file
 
     kit = age_file.read_kit(s.bundle, identity_files=[s.identity])
@@ -80,6 +81,8 @@ def seed_forms(s: Seed) -> list[bytes]:
     )
     for k in kit.sealing_keys:
         forms += rsa_forms(f"sealing key {k.fingerprint}", k.private_key())
+    if kit.deploy_key:  # a forge site's seed: the repo's deploy key too
+        forms += text_forms("deploy key", kit.deploy_key)
     return [f.value for f in forms]
 
 

@@ -32,6 +32,13 @@ def generate_identity() -> tuple[str, str]:
     return str(ident), str(ident.to_public())
 
 
+def recipient_of(identity: str) -> str:
+    """The ``age1...`` recipient of an ``AGE-SECRET-KEY-1...`` identity."""
+    from pyrage import x25519
+
+    return str(x25519.Identity.from_str(identity.strip()).to_public())
+
+
 def encrypt_to_recipients(data: bytes, recipients: Sequence[str]) -> bytes:
     """Armored age ciphertext readable by any one of ``recipients`` (``age1...``)."""
     import pyrage

@@ -39,8 +39,13 @@ def lab_seed(ctx: click.Context, site: Path, output: str | None) -> None:
     deps.out().show(
         info,
         lambda: [
-            f"seeded {info['state_dir']}: repo {info['repo']}, escrow {info['bundle']} "
-            f"(key {info['fingerprint']})"
+            f"seeded {info['state_dir']}: repo {info['repo']} ({info['layout']}), escrow "
+            f"{info['bundle']} (key {info['fingerprint']})",
+            *(
+                [f"forge host {info['forge']['host']} at {info['forge']['address']} serves it "
+                 f"over SSH; escrowed known_hosts: {info['forge']['known_hosts']}"]
+                if "forge" in info else []
+            ),
         ],
     )
 
@@ -87,17 +92,28 @@ def lab_down(ctx: click.Context, site: Path, output: str | None) -> None:
 
 
 @click.command()
+@click.option(
+    "--reconciler",
+    type=click.Choice(["argocd", "flux"]),
+    default="argocd",
+    show_default=True,
+    help="The GitOps reconciler the demo restores (its app-of-apps path in the repo).",
+)
 @run_options
 @click.pass_context
-def demo(ctx: click.Context, run: RunArgs) -> None:
+def demo(ctx: click.Context, reconciler: str, run: RunArgs) -> None:
     """A full local DR drill on the lab, with the embedded default site (root)."""
     from bootstrap.lab.manage import demo_site_file, seed_site
 
-    path = demo_site_file()
+    path = demo_site_file(reconciler)
 
     def seed(site: Site, deps: Deps) -> None:
         info = seed_site(site, deps.state().root)
-        deps.out().note(f"demo: site file {path}; escrow and config repo in {info['state_dir']}")
+        deps.out().note(
+            f"demo: site file {path}; escrow in {info['state_dir']}/escrow; the payment "
+            f"platform's config repo served over SSH by the lab forge as {info['repo']}, "
+            f"restored with {reconciler}"
+        )
 
     run_site(ctx, "drill", path, run, before=seed)
 

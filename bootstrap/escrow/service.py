@@ -141,7 +141,9 @@ def check_repo(
             # The site's revision is a precondition (preflight, `escrow verify`, `wait`):
             # an unknown revision, a refused key or host key, an unreachable server is a
             # refusal before anything was created (exit 3), not a failed step to resume.
-            raise PreflightError(exc.message, target=exc.target, hint=exc.hint) from None
+            raise PreflightError(
+                f"cannot clone the config repo: {exc.message}", target=repo.url, hint=exc.hint
+            ) from None
         if not (dest / repo.path).is_dir():
             raise PreflightError(
                 f"path {repo.path!r} does not exist in {repo.url} at {repo.revision} "

@@ -249,27 +249,40 @@ class Lab:
         extra_nspawn_args: Sequence[str] = (),
         timeout: float = 30.0,
         cloud_seed: CloudSeed | None = None,
+        index: int | None = None,
     ) -> LabHost:
         """Create and boot a host; an existing host is started if needed and returned.
 
         ``cloud_seed``: the host is a cloud double's server. It gets cloud-init's NoCloud
         seed instead of the lab's operator key and host key (its ``host_public_key`` is
-        empty: the lab does not know the key the user data gives it)."""
+        empty: the lab does not know the key the user data gives it).
+        ``index`` asks for host index ``index`` (its address: ``net.host_address``), for a
+        host whose address must be known before it exists; None picks the lowest free one."""
         _check_name("host", name)
         with self._locked():
             try:
                 host = self.host(name)
             except PermanentError:
-                host = self._new_host(name, memory_mib, list(extra_nspawn_args), cloud_seed)
+                host = self._new_host(
+                    name, memory_mib, list(extra_nspawn_args), cloud_seed, index
+                )
             host.start(timeout=timeout)
             self._write_known_hosts()
             return host
 
     def _new_host(
-        self, name: str, memory_mib: int | None, extra: list[str], seed: CloudSeed | None = None
+        self,
+        name: str,
+        memory_mib: int | None,
+        extra: list[str],
+        seed: CloudSeed | None = None,
+        wanted: int | None = None,
     ) -> LabHost:
         taken = {h._rec.index for h in self.hosts()}
-        index = next(i for i in range(net.MAX_HOSTS + 1) if i not in taken)
+        if wanted is not None and wanted in taken:
+            raise PermanentError(f"host index {wanted} of lab {self.name} is taken", target=name)
+        index = wanted if wanted is not None else next(
+            i for i in range(net.MAX_HOSTS + 1) if i not in taken)  # fmt: skip
         if index >= net.MAX_HOSTS:
             raise PermanentError(f"lab {self.name} is full", target=name)
         hdir = self.state_dir / "hosts" / name

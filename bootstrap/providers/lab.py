@@ -54,6 +54,10 @@ class LabHosts:
             return None
         return Lab.create(self.site.name, self.lab_dir, index=self.cfg.subnet_index)
 
+    def lab(self, *, create: bool = False) -> Lab | None:
+        """The site's lab (made with ``create``): the lab commands' way in (the forge)."""
+        return self._lab(create)
+
     def _info(self, host: LabHost) -> HostInfo:
         return HostInfo(
             name=host.name,
@@ -84,7 +88,9 @@ class LabHosts:
             progress(f"booting lab host {name}")
             host = lab.create_host(name)
             if self._roles()[name] == "server" and not host.disks:
-                if self.cfg.disk == "slow":
+                if self.cfg.disk == "host":  # the host's root fs: this machine's own disk
+                    progress(f"{etcd_dir} on {name} stays on the host's own disk")
+                elif self.cfg.disk == "slow":
                     progress(f"throttling {etcd_dir} on {name} to {self.cfg.slow_disk_iops} IOPS")
                     host.slow_disk(etcd_dir, self.cfg.slow_disk_iops)
                 else:

@@ -637,8 +637,13 @@ def wait_synced(ctx: StepContext) -> None:
     def give_up(last: Tally | None, waited: float) -> WaitTimeout:
         return _timeout(ctx, last or tally([]), waited, rec.namespace)
 
+    def progress(message: str, **data: object) -> None:
+        # targeted at the reconciler's namespace: a progress line with a target is printed on
+        # a pipe too, so "4/7 apps Synced+Healthy; waiting for ledger: ..." shows everywhere
+        ctx.progress(message, target=rec.namespace, **data)
+
     synced = wait_for_apps(common.kube(ctx), rec, rec.source(ctx.site.repo).url, commits, ws,
-                           progress=ctx.progress, give_up=give_up)  # fmt: skip
+                           progress=progress, give_up=give_up)  # fmt: skip
     ctx.record(synced)
     at = f" at {synced.commit[:12]} ({'verified' if synced.commit_verified else 'unverified'})"
     ctx.noop(f"{len(synced.apps)} app(s) Synced+Healthy{at if synced.commit else ''}, stable "

@@ -733,8 +733,9 @@ LAB_STAND_INS: list[LabStandIn] = []
         ("{type: lab, state_dir: labs/a}", "single", ["server-1"], ("fast", 512)),
         ("{type: lab, state_dir: labs/b, servers: 3, disk: slow, slow_disk_iops: 120}",
          "ha", ["server-1", "server-2", "server-3"], ("slow", 120)),
+        ("{type: lab, state_dir: labs/c, disk: host}", "single", ["server-1"], None),
     ],
-    ids=["one-fast", "three-slow"],
+    ids=["one-fast", "three-slow", "one-own-disk"],
 )  # fmt: skip
 def test_lab_provider_makes_the_lab_the_site_describes(
     tmp_path: Path,
@@ -742,7 +743,7 @@ def test_lab_provider_makes_the_lab_the_site_describes(
     provider: str,
     topology: str,
     names: list[str],
-    disk: tuple[str, int],
+    disk: tuple[str, int] | None,
 ) -> None:
     from bootstrap.providers import lab
 
@@ -756,7 +757,8 @@ def test_lab_provider_makes_the_lab_the_site_describes(
     assert the_lab.name == "more" and the_lab.lab_dir.parent.parent == tmp_path / "labs"
     assert [(h.name, h.role) for h in made] == [(n, "server") for n in names]
     etcd = "/var/lib/rancher/k3s/server/db"
-    assert [h.disks for h in the_lab.hosts] == [[(disk[0], etcd, disk[1])]] * len(names)
+    wanted = [(disk[0], etcd, disk[1])] if disk else []  # 'host': no extra disk at all
+    assert [h.disks for h in the_lab.hosts] == [wanted] * len(names)
 
 
 def _host_key() -> PublicKey:

@@ -20,6 +20,8 @@ same status fields as ``argocd-application-controller`` (argoproj/argo-cd
   Sync = server-side apply with field manager ``argocd-controller`` and the tracking label
   ``app.kubernetes.io/instance=<app>``;
   the result is ``status.operationState`` (phase, message, syncResult) and ``status.history``;
+  with ``spec.syncPolicy.retry`` a failed automated sync stays ``Running`` ("... Retrying
+  attempt #N at 3:04PM.", ``retryCount``) and runs again after the backoff, up to ``limit``;
 * app-of-apps works because rendered Applications are applied into the controller's
   namespace and reconciled on the next pass (child Applications carry no health, as in
   Argo CD >= 1.8).
@@ -32,6 +34,7 @@ hooks, multi-source apps, Helm, ignoreDifferences, RBAC of projects, other clust
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import re
@@ -49,9 +52,15 @@ from bootstrap.lab.standins.common import (
     Obj,
     meta,
     now,
+    parse_duration,
     record_event,
 )
-from bootstrap.lab.standins.gitsource import CheckoutCache, ls_remote, normalise_url
+from bootstrap.lab.standins.gitsource import (
+    CheckoutCache,
+    Credentials,
+    ls_remote,
+    normalise_url,
+)
 
 APP_API = "argoproj.io/v1alpha1"
 _SHA = re.compile(r"[0-9a-f]{40}")
@@ -59,6 +68,8 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 FIELD_MANAGER = "argocd-controller"
 IN_CLUSTER = "https://kubernetes.default.svc"
 COMPONENT = "argocd-application-controller"
+SECRET_TYPE_LABEL = "argocd.argoproj.io/secret-type"
+KNOWN_HOSTS_CM = "argocd-ssh-known-hosts-cm"
 
 
 class ArgoCDController(Loop):
@@ -84,6 +95,7 @@ class ArgoCDController(Loop):
         self.repo_root = repo_root
         self.cache = cache or CheckoutCache()
         self._written: dict[str, tuple[str, float]] = {}  # app uid -> (status digest, when)
+        self._retry_at: dict[str, float] = {}  # app uid -> when its failed sync runs again
 
     def setup(self) -> None:
         self.kube = self._client_factory()
@@ -166,9 +178,14 @@ class ArgoCDController(Loop):
 
         op = app.get("operation") or {}
         auto = (spec.get("syncPolicy") or {}).get("automated")
+        retry = (spec.get("syncPolicy") or {}).get("retry")
+        retrying = self._retrying(m.get("uid", ""), old, sha)
         reason = None
         if op.get("sync") is not None:
             reason = {"username": (op.get("initiatedBy") or {}).get("username", "lab")}
+        elif retrying is not None:
+            if retrying:  # the backoff is over: the failed automated sync runs again
+                reason = {"automated": True}
         elif auto is not None and not synced and self._auto_sync_allowed(old, sha, auto):
             reason = {"automated": True}
         if reason is not None:
@@ -180,6 +197,8 @@ class ArgoCDController(Loop):
                                                       revision=wanted)  # fmt: skip
             status["operationState"] = self._sync(app, sync_objs, sync_sha, source, reason,
                                                   auto or {}, op)  # fmt: skip
+            if retry and op.get("sync") is None:
+                self._schedule_retry(m.get("uid", ""), old, status["operationState"], retry)
             if status["operationState"]["phase"] == "Succeeded":
                 status["history"] = _history(old, sha, source, status["operationState"])
             resources, synced = self._compare(objs)
@@ -220,9 +239,10 @@ class ArgoCDController(Loop):
     ) -> tuple[str, list[Obj], str]:
         assert self.kube is not None
         url = normalise_url(str(source["repoURL"]), self.repo_root)
+        creds = self._credentials(url)
         sha = revision if revision and _SHA.fullmatch(revision) else ls_remote(
-            url, str(revision or source.get("targetRevision") or "HEAD"))  # fmt: skip
-        tree = self.cache.checkout(url, sha)
+            url, str(revision or source.get("targetRevision") or "HEAD"), creds=creds)  # fmt: skip
+        tree = self.cache.checkout(url, sha, creds)
         recurse = bool((source.get("directory") or {}).get("recurse"))
         path = str(source.get("path") or ".")
         objs = render.render_path(tree, path, recurse=recurse)
@@ -239,6 +259,22 @@ class ArgoCDController(Loop):
                     o["metadata"]["namespace"] = dest_ns
             out.append(o)
         return sha, out, "Kustomize" if is_kustomize else "Directory"
+
+    def _credentials(self, url: str) -> Credentials:
+        """What repo-server gets for ``url``: the ``sshPrivateKey`` of the repository Secret
+        (label ``argocd.argoproj.io/secret-type: repository``) whose ``url`` is this one,
+        and the known hosts of ``argocd-ssh-known-hosts-cm``."""
+        assert self.kube is not None
+        key = None
+        for secret in self.kube.list("v1", "Secret", self.namespace,
+                                     label_selector=f"{SECRET_TYPE_LABEL}=repository"):  # fmt: skip
+            data = secret.get("data") or {}
+            if _same_repo(_decoded(data.get("url")), url):
+                key = _decoded(data.get("sshPrivateKey")) or None
+                break
+        cm = self.kube.get("v1", "ConfigMap", KNOWN_HOSTS_CM, self.namespace) or {}
+        known = str((cm.get("data") or {}).get("ssh_known_hosts") or "") or None
+        return Credentials(key, known)
 
     def _compare(self, objs: list[Obj]) -> tuple[list[Obj], bool]:
         assert self.kube is not None
@@ -269,6 +305,37 @@ class ArgoCDController(Loop):
                 res["health"] = {"status": h[0]} | ({"message": h[1]} if h[1] else {})
             resources.append(res)
         return resources, all_synced
+
+    def _retrying(self, uid: str, old: Obj, sha: str) -> bool | None:
+        """None: no automated sync is being retried; else whether its backoff is over."""
+        op = old.get("operationState") or {}
+        if op.get("phase") != "Running" or not op.get("retryCount"):
+            return None
+        if (op.get("syncResult") or {}).get("revision") != sha:
+            return None  # a new commit: a new sync, not a retry
+        return time.monotonic() >= self._retry_at.get(uid, 0.0)
+
+    def _schedule_retry(self, uid: str, old: Obj, state: Obj, retry: Obj) -> None:
+        """``spec.syncPolicy.retry``: a failed automated sync stays Running and runs again
+        after the backoff (``duration`` x ``factor``^n, at most ``maxDuration``), up to
+        ``limit`` times (negative: no limit), as Argo CD's controller does."""
+        if state["phase"] != "Failed":
+            self._retry_at.pop(uid, None)
+            return
+        before = old.get("operationState") or {}
+        count = int(before.get("retryCount") or 0) + 1 if before.get("phase") == "Running" else 1
+        limit = int(retry.get("limit") or 0)
+        if 0 <= limit < count:
+            self._retry_at.pop(uid, None)
+            return
+        backoff = retry.get("backoff") or {}
+        delay = parse_duration(backoff.get("duration"), 5.0) * float(
+            backoff.get("factor") or 2) ** (count - 1)  # fmt: skip
+        delay = min(delay, parse_duration(backoff.get("maxDuration"), 180.0))
+        self._retry_at[uid] = time.monotonic() + delay
+        at = time.strftime("%I:%M%p", time.gmtime(time.time() + delay)).lstrip("0")
+        state.update(phase="Running", retryCount=count,
+                     message=f"{state['message']}. Retrying attempt #{count} at {at}.")  # fmt: skip
 
     @staticmethod
     def _auto_sync_allowed(old: Obj, sha: str, auto: Obj) -> bool:
@@ -380,6 +447,20 @@ class ArgoCDController(Loop):
         except (NotFound, Conflict):
             return
         self._written[m.get("uid", "")] = (digest, time.monotonic())
+
+
+def _decoded(b64: object) -> str:
+    return base64.b64decode(str(b64)).decode() if b64 else ""
+
+
+def _same_repo(a: str, b: str) -> bool:
+    """Argo CD's NormalizeGitURL comparison, enough for the lab: ``.git`` and ``/`` ignored."""
+
+    def norm(u: str) -> str:
+        u = u.strip().rstrip("/").lower()
+        return u[:-4] if u.endswith(".git") else u
+
+    return bool(a) and norm(a) == norm(b)
 
 
 def _conditions(old: Obj, type_: str, message: str) -> list[Obj]:

@@ -28,6 +28,7 @@ Bucket sources, verification, notifications; the artifact is not served over HTT
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap.adapters.kube import KubeClient, NotFound, UnknownKind
-from bootstrap.errors import BootstrapError
+from bootstrap.errors import BootstrapError, PermanentError
 from bootstrap.lab.standins import render
 from bootstrap.lab.standins.common import (
     ClientFactory,
@@ -51,7 +52,12 @@ from bootstrap.lab.standins.common import (
     parse_duration,
     set_condition,
 )
-from bootstrap.lab.standins.gitsource import CheckoutCache, ls_remote, normalise_url
+from bootstrap.lab.standins.gitsource import (
+    CheckoutCache,
+    Credentials,
+    ls_remote,
+    normalise_url,
+)
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 KS_API = "kustomize.toolkit.fluxcd.io/v1"
@@ -137,14 +143,15 @@ class SourceController(Loop):
         want, prefix = ref_revision(spec.get("ref"))
         url = normalise_url(str(spec.get("url") or ""), self.repo_root)
         try:
-            sha = ls_remote(url, want)
+            creds = self._credentials(spec.get("secretRef"), m["namespace"])
+            sha = ls_remote(url, want, creds=creds)
             revision = f"{prefix}@sha1:{sha}" if prefix else f"sha1:{sha}"
             artifact = old.get("artifact") or {}
             if (
                 artifact.get("revision") != revision
                 or not self.storage.path_of(str(artifact.get("path", ""))).is_file()
             ):
-                artifact = self._package(m, url, sha, revision)
+                artifact = self._package(m, url, sha, revision, creds)
         except BootstrapError as e:
             msg = f"failed to checkout and determine revision: unable to clone '{url}': {e.message}"
             conds = set_condition(
@@ -165,8 +172,27 @@ class SourceController(Loop):
         status.update({"conditions": conds, "artifact": artifact})
         self._write(repo, status)
 
-    def _package(self, m: Obj, url: str, sha: str, revision: str) -> Obj:
-        tree = self.cache.checkout(url, sha)
+    def _credentials(self, ref: Obj | None, namespace: str) -> Credentials:
+        """``spec.secretRef``: the Secret ``flux create secret git`` writes (``identity``,
+        ``known_hosts``) in the GitRepository's namespace; a missing one fails the fetch."""
+        assert self.kube is not None
+        if not ref or not ref.get("name"):
+            return Credentials()
+        secret = self.kube.get("v1", "Secret", str(ref["name"]), namespace)
+        if secret is None:
+            raise PermanentError(
+                f"failed to get secret '{namespace}/{ref['name']}': secrets "
+                f"\"{ref['name']}\" not found"
+            )
+        data = secret.get("data") or {}
+
+        def value(k: str) -> str | None:
+            return base64.b64decode(data[k]).decode() if data.get(k) else None
+
+        return Credentials(value("identity"), value("known_hosts"))
+
+    def _package(self, m: Obj, url: str, sha: str, revision: str, creds: Credentials) -> Obj:
+        tree = self.cache.checkout(url, sha, creds)
         rel = f"gitrepository/{m['namespace']}/{m['name']}/{sha}.tar.gz"
         dest = self.storage.path_of(rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
