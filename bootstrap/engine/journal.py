@@ -8,6 +8,7 @@ journal from which ``resume`` can continue.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -79,14 +80,22 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not self.path.exists()
-        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        if fresh:
-            os.chmod(self.path, 0o600)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        # Opening is serialised across processes: two drboot processes that create the journal
+        # at once can both try to switch it to WAL, and SQLite answers one of them "database
+        # is locked" at once, without waiting (its busy timeout does not cover that switch).
+        opener = os.open(f"{self.path}.open-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(opener, fcntl.LOCK_EX)
+            fresh = not self.path.exists()
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            if fresh:
+                os.chmod(self.path, 0o600)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+        finally:
+            os.close(opener)  # closing the descriptor releases the lock
 
     def close(self) -> None:
         self._db.close()
