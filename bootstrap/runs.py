@@ -194,6 +194,7 @@ def resume(run_id: str, pipelines: dict[str, Pipeline], req: RunRequest) -> RunR
             # The run is dead (we hold its lock): stop what it left running before acting.
             stopped = stop_leftovers(run_dir / CHILDREN_DIR)
             journal.reopen_run(run_id, pipeline.ids())
+            _reopen_early_report(journal, run_id)
             bus = _bus(req, journal)
             for what in stopped:
                 bus.emit(Event(kind="audit", run_id=run_id, message=f"stopped leftover {what}",
@@ -220,6 +221,7 @@ def resume(run_id: str, pipelines: dict[str, Pipeline], req: RunRequest) -> RunR
 
 
 CLEANUP_STEPS = ("teardown", "report")  # what a failed drill still runs, in this order
+PROVISION_STEP = "provision"  # the first step that can create anything billable
 
 
 def _tear_down_failed_drill(
@@ -236,14 +238,22 @@ def _tear_down_failed_drill(
         or result.failed_step in CLEANUP_STEPS
     ):
         return result
-    cleanup = Pipeline("drill-cleanup").include(
-        pipeline, without=tuple(i for i in pipeline.ids() if i not in CLEANUP_STEPS)
+    ids = pipeline.ids()
+    # A drill that failed before it provisioned anything (a preflight refusal) has nothing to
+    # tear down, and may be resumed: only its report is written.
+    created = PROVISION_STEP not in ids or (
+        result.failed_step in ids and ids.index(result.failed_step) >= ids.index(PROVISION_STEP)
     )
-    scope.bus.emit(Event(
-        kind="step.progress", run_id=scope.run_id, step="teardown",
-        message=f"the drill failed at {result.failed_step}: tearing down its throw-away hosts "
-        "(--keep-on-failure keeps them)", data={"after_failure": result.failed_step},
-    ))  # fmt: skip
+    wanted = CLEANUP_STEPS if created else CLEANUP_STEPS[1:]
+    cleanup = Pipeline("drill-cleanup").include(
+        pipeline, without=tuple(i for i in ids if i not in wanted)
+    )
+    if created:
+        scope.bus.emit(Event(
+            kind="step.progress", run_id=scope.run_id, step="teardown",
+            message=f"the drill failed at {result.failed_step}: tearing down its throw-away "
+            "hosts (--keep-on-failure keeps them)", data={"after_failure": result.failed_step},
+        ))  # fmt: skip
     again = replace(scope, until=None, outputs=dict(scope.outputs), shared={}, closers=[])
     try:
         done = execute_after_end(cleanup, journal, again)
@@ -256,12 +266,24 @@ def _tear_down_failed_drill(
             message=f"the failed drill's {done.failed_step} did not finish ({why}): "
             f"run `drboot teardown {scope.run_id}`",
         ))  # fmt: skip
-    elif result.error is not None:
+    elif created and result.error is not None:
         result.error.hint = (
             "the drill's throw-away hosts were torn down: fix the cause and start a new drill "
             "(--keep-on-failure keeps a failed drill's hosts, to resume it)"
         )
     return result
+
+
+def _reopen_early_report(journal: Journal, run_id: str) -> None:
+    """A report written when the run failed (a drill refused before it provisioned) is
+    written again at the end of the resume, so it tells how the run really ended."""
+    from bootstrap.steps.registry import REPORT_STEP
+
+    steps = {s.step_id: s.status for s in journal.steps(run_id)}
+    finished = ("done", "skipped")
+    unfinished = [i for i, st in steps.items() if i != REPORT_STEP and st not in finished]
+    if steps.get(REPORT_STEP) == "done" and unfinished:
+        journal.reopen_step(run_id, REPORT_STEP)
 
 
 def _refuse_torn_down(journal: Journal, row: RunRow) -> None:

@@ -157,6 +157,14 @@ class Journal:
                 (run_id,),
             )
 
+    def reopen_step(self, run_id: str, step_id: str) -> None:
+        """Run ``step_id`` again on the next resume (a report written before the run ended)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE steps SET status='pending' WHERE run_id=? AND step_id=?",
+                (run_id, step_id),
+            )
+
     def finish_run(
         self, run_id: str, status: RunStatus, exit_code: int, error: str | None = None
     ) -> None:

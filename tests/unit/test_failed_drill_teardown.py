@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bootstrap.cli import Deps, cli
+from bootstrap.engine.step import Pipeline, RetryPolicy
 from tests.conftest import MINIMAL_SITE
 from tests.engine_fixtures import drillkit
 
@@ -112,3 +113,47 @@ def test_a_failed_restore_keeps_everything_for_resume(
     assert _steps(state, run_id)["report"] == "pending"
     monkeypatch.setenv("DRILLKIT_FAIL", "")
     assert _drboot(state, "resume", run_id).exit_code == 0
+
+
+def _with_provision() -> dict[str, Pipeline]:
+    """drillkit's drill with a ``provision`` step after its preflight: what a drill that
+    failed in preflight (before anything billable exists) leaves."""
+    made = drillkit.pipelines()
+    drill = Pipeline("drill")
+    kit = made["drill"]
+    drill.step("preflight", retry=RetryPolicy.none(), timeout=60)(kit.get("preflight").func)
+    drill.step("provision", after=["preflight"], retry=RetryPolicy.none(), timeout=60)(
+        lambda ctx: ctx.noop("nothing to create")
+    )
+    for step in ("wait-synced", "teardown", "report"):
+        spec = kit.get(step)
+        drill.step(step, retry=RetryPolicy.none(), timeout=60)(spec.func)
+    made["drill"] = drill
+    return made
+
+
+def test_a_drill_refused_before_provision_writes_its_report_and_stays_resumable(
+    tmp_path: Path, site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    monkeypatch.setenv("DRILLKIT_FAIL", "preflight")
+    res = CliRunner().invoke(
+        cli, ["--state-dir", str(state), "-o", "json", "drill", str(site)],
+        obj=Deps(pipelines=_with_provision),
+    )  # fmt: skip
+    assert res.exit_code == 4, res.output
+    run_id = str(_events(res)[0]["run_id"])
+    # nothing was created, so nothing is torn down; the report says what happened
+    assert _steps(state, run_id) == {
+        "preflight": "failed", "provision": "pending", "wait-synced": "pending",
+        "teardown": "pending", "report": "done",
+    }  # fmt: skip
+    monkeypatch.setenv("DRILLKIT_FAIL", "")
+    again = CliRunner().invoke(
+        cli, ["--state-dir", str(state), "-o", "json", "resume", run_id],
+        obj=Deps(pipelines=_with_provision),
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert _run(state, run_id) == ("ok", 0)
+    started = [e["step"] for e in _events(again) if e["kind"] == "step.started"]
+    assert started == ["preflight", "provision", "wait-synced", "teardown", "report"], started
