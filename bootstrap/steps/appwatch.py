@@ -102,6 +102,12 @@ class Informer:
             self._objs = {key_of(o): o for o in listed.items}
         self.transient = ""
 
+    def reconnect(self) -> None:
+        """Drop the open watch connection (a cut link leaves it hanging, silent, until TCP
+        gives up hours later); the thread opens a new one from the last resourceVersion."""
+        old, self._cancel = self._cancel, WatchCancel()
+        old.cancel()
+
     # -- the thread -----------------------------------------------------------------------
 
     def _run(self) -> None:

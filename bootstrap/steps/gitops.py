@@ -330,6 +330,9 @@ class Commits:
             self.expected = self.expect(commit) or self.expected
 
 
+LIVE_EVERY = 45.0  # seconds of watch silence before a fresh list checks the API still answers
+
+
 @dataclass
 class AppWait:
     """The wait for every app: the apps (and for Flux their GitRepositories) kept current by a
@@ -356,6 +359,8 @@ class AppWait:
     in_repo: set[tuple[str, str]] = field(default_factory=set)  # apps built from the config repo
     states: dict[tuple[str, str, str], tuple[str, AppState]] = field(default_factory=dict)
     dipped: set[tuple[str, str]] = field(default_factory=set)  # not ready since the last look
+    last_event: float = field(default_factory=time.monotonic)  # the last watch event (monotonic)
+    last_fresh: float = float("-inf")  # the last liveness list (monotonic)
 
     def start(self) -> AppWait:
         """One informer per kind of app (the other kinds only when the server serves them:
@@ -375,12 +380,29 @@ class AppWait:
             i.start()
         return self
 
+    def _check_live(self, now: float) -> None:
+        """A watch over a cut link shows a still picture and no error: after ``LIVE_EVERY``
+        seconds without a watch event, one fresh list proves the API still answers (and
+        refreshes the picture). When it does not, the watches are dropped, to be opened
+        again, and the caller hears ``TransientError`` (the wait says "API not answering")."""
+        if now - max(self.last_event, self.last_fresh) < LIVE_EVERY:
+            return
+        self.last_fresh = now
+        try:
+            for i in self._all():
+                i.refresh()
+        except TransientError:
+            for i in self._all():
+                i.reconnect()
+            raise
+
     def _all(self) -> list[Informer]:
         return self.informers + ([self.source_informer] if self.source_informer else [])
 
     def _seen(self, kind: str, app: Obj) -> None:
         """(In the watch thread.) Note an app that was not ready at any moment, even if it is
         ready again by the next look: a flap inside the stable window restarts the window."""
+        self.last_event = time.monotonic()
         s = self.rec.app_state(app)
         if kind == "DELETED" or not s.ready:
             self.dipped.add((s.namespace, s.name))
@@ -410,6 +432,7 @@ class AppWait:
         dead until a read timeout); "stable" must mean the API still says so."""
         for i in self._all():
             i.refresh()
+        self.last_fresh = time.monotonic()
         return _judge(self(Look(time.monotonic(), False))).done
 
     @property
@@ -425,6 +448,7 @@ class AppWait:
             # the first look waits (briefly) for the first list rather than call it an outage
             if not i.synced.wait(0 if i.transient else FIRST_LIST_WAIT):
                 raise TransientError(i.transient or f"listing {i.kind} objects")
+        self._check_live(time.monotonic())  # the watch thread's clock, not the look's
         apps: dict[tuple[str, str], Obj] = {}
         for i in self.informers:
             for o in i.snapshot().values():

@@ -661,3 +661,61 @@ def test_sync_manual_apps_syncs_a_manual_app_once_at_the_verified_commit(tmp_pat
     assert kube.operations == [{"sync": {"revision": sha}, "initiatedBy": {"username": "drboot"}}]
     assert out.synced_by_drboot == [f"argocd/web@{sha}"] and set(out.apps) == {"root", "web"}
     assert out.commit == sha and out.commit_verified
+
+
+class CutLink(FakeKube):
+    """A link cut under an open watch: the watch shows nothing and ends never (as a TCP
+    connection to a host that stopped answering), and every list fails as the kube adapter's
+    request deadline would, until ``restore()``; the app is changed on the server meanwhile."""
+
+    def __init__(self, *objs: dict[str, Any]) -> None:
+        super().__init__(*objs)
+        self.cut = threading.Event()
+        self.refused = threading.Event()
+        self.watch_calls = 0
+        self.lists = 0
+
+    def list_versioned(self, api: str, kind: str, namespace: str | None = None) -> Listed:
+        self.lists += 1
+        if self.cut.is_set() and self.lists > 1:  # the informer's first list got through
+            self.refused.set()
+            raise TransientError("GET applications: connection timed out")
+        return super().list_versioned(api, kind, namespace)
+
+    def watch(self, api: str, kind: str, namespace: str | None = None, *,
+              resource_version: str | None = None, timeout: int = 60, bookmarks: bool = False,
+              cancel: WatchCancel | None = None) -> Iterator[WatchEvent]:  # fmt: skip
+        self.watch_calls += 1
+        return super().watch(api, kind, namespace, resource_version=resource_version,
+                             timeout=timeout, bookmarks=bookmarks, cancel=cancel)  # fmt: skip
+
+
+def test_a_link_cut_under_a_quiet_watch_is_noticed_and_the_wait_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing happens on the watch while the link is cut: after LIVE_EVERY seconds of
+    silence a fresh list says "API not answering" and the hung watch is dropped; once the
+    link is back, a fresh list shows the app that became healthy meanwhile (the watch never
+    told), and the wait ends."""
+    from bootstrap.steps import gitops
+
+    monkeypatch.setattr(gitops, "LIVE_EVERY", 0.3)
+    kube = CutLink(app("root", health="Progressing"))
+    kube.cut.set()
+    said: list[str] = []
+    ws = WaitSettings(timeout=20, interval=0.1, stable_for=0.2, require_all=True, ignore=())
+
+    def back_when_noticed() -> None:
+        assert kube.refused.wait(10)
+        kube._put(app("root"))  # healthy on the server; no watch event reaches us
+        kube.cut.clear()
+
+    helper = threading.Thread(target=back_when_noticed)
+    helper.start()
+    out = wait_for_apps(kube, ARGO, URL, Commits([X]), ws,  # type: ignore[arg-type]
+                        progress=lambda m, **d: said.append(m),
+                        give_up=lambda last, waited: WaitTimeout("gave up"))  # fmt: skip
+    helper.join()
+    assert any(m.startswith("API not answering (GET applications") for m in said), said
+    assert list(out.apps) == ["root"]
+    assert kube.watch_calls >= 2  # the hung watch was dropped and opened again
