@@ -11,15 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from bootstrap.cli import Deps, cli
-from bootstrap.engine.journal import Journal
 from bootstrap.providers.openstack import OpenStackHosts
 from bootstrap.siteload import load_site_text
 from tests.doubles.openstack import DoubleCloud, OpenStackDouble
+from tests.unit.test_cloud_cleanup_cli import RUN, _invoke, _journalled
 
-RUN = "oslo-20261130T014000-ab12"
 PASSWORD = "Cleanup-Password-31d7"
 SITE = """\
 apiVersion: drboot.dev/v1
@@ -50,20 +47,6 @@ def _site_text(tmp_path: Path, double: OpenStackDouble) -> str:
     key = tmp_path / "op"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     return SITE.format(auth_url=double.auth_url, key=key)
-
-
-def _journalled(state: Path, text: str, pipeline: str) -> None:
-    j = Journal(state / "journal.sqlite")
-    j.create_run(RUN, "oslo", pipeline, ["provision"], {"site_dir": str(state)}, "digest")
-    j.close()
-    run_dir = state / "runs" / RUN
-    run_dir.mkdir(parents=True)
-    (run_dir / "site.yaml").write_text(text)
-
-
-def _invoke(state: Path, *args: str) -> tuple[int, str]:
-    res = CliRunner().invoke(cli, ["--state-dir", str(state), "-o", "json", *args], obj=Deps())
-    return res.exit_code, res.output
 
 
 def test_teardown_destroys_exactly_the_drill_runs_servers(
